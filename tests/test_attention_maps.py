@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from vit_replication.attention_maps import attention_rollout, cls_attention, rollout_map, upsample_maps
+from vit_replication.model import ViT
+
+
+def random_attention(b=2, heads=3, n=17):
+    return torch.randn(b, heads, n, n).softmax(-1)
+
+
+def test_rollout_rows_are_distributions():
+    rollout = attention_rollout([random_attention() for _ in range(4)])
+    assert rollout.shape == (2, 17, 17)
+    assert (rollout >= 0).all()
+    torch.testing.assert_close(rollout.sum(-1), torch.ones(2, 17))
+
+
+def test_rollout_of_identity_attention_is_identity():
+    eye = torch.eye(17).expand(2, 3, 17, 17)
+    torch.testing.assert_close(attention_rollout([eye, eye, eye]), torch.eye(17).expand(2, 17, 17))
+
+
+def test_rollout_of_one_layer_mixes_in_the_residual():
+    a = random_attention()
+    torch.testing.assert_close(attention_rollout([a]), 0.5 * a.mean(1) + 0.5 * torch.eye(17))
+
+
+def test_rollout_multiplies_layers_in_order():
+    a, b = random_attention(), random_attention()
+    mix = lambda x: 0.5 * x.mean(1) + 0.5 * torch.eye(17)  # noqa: E731
+    torch.testing.assert_close(attention_rollout([a, b]), mix(b) @ mix(a))
+
+
+def test_cls_attention_picks_class_token_row():
+    a = random_attention(n=10)
+    maps = cls_attention(a)
+    assert maps.shape == (2, 3, 3, 3)
+    torch.testing.assert_close(maps[1, 2].flatten(), a[1, 2, 0, 1:])
+    with pytest.raises(ValueError, match="11 tokens are not a class token plus a square grid"):
+        cls_attention(random_attention(n=11))
+
+
+def test_rollout_map_of_model_in_unit_range(tiny_config):
+    model = ViT(tiny_config).eval()
+    _, attentions = model(torch.randn(3, 3, 16, 16), return_attention=True)
+    maps = rollout_map(attentions)
+    assert maps.shape == (3, 4, 4)
+    assert maps.amin() == 0 and torch.allclose(maps.amax(dim=(1, 2)), torch.ones(3))
+    assert upsample_maps(maps, 16).shape == (3, 16, 16)
+
+
+def test_rollout_bad_input():
+    with pytest.raises(ValueError, match="at least one layer"):
+        attention_rollout([])
+    with pytest.raises(ValueError, match="head_fusion must be one of mean, max, min"):
+        attention_rollout([random_attention()], head_fusion="median")

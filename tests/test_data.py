@@ -1,0 +1,108 @@
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from vit_replication import data
+from vit_replication.synthetic import SHAPES, SyntheticShapes, shape_mask
+
+
+def test_synthetic_is_deterministic_and_splits_differ():
+    a = SyntheticShapes(20, seed=3)
+    b = SyntheticShapes(20, seed=3)
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, SyntheticShapes(20, seed=4).images)
+    assert not torch.equal(a.images, SyntheticShapes(20, seed=3, split="test").images)
+    # image i does not depend on how many images are drawn
+    assert torch.equal(SyntheticShapes(5, seed=3).images, a.images[:5])
+
+
+def test_synthetic_items_and_balance():
+    ds = SyntheticShapes(50, image_size=32)
+    image, label = ds[7]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.uint8
+    assert label == 7 and ds.classes == list(SHAPES)
+    assert torch.bincount(torch.tensor(ds.targets)).tolist() == [5] * 10
+
+
+def test_shape_masks_differ_from_each_other():
+    coords = torch.linspace(-1.2, 1.2, 64)
+    v, u = torch.meshgrid(coords, coords, indexing="ij")
+    masks = [shape_mask(s, u, v) for s in SHAPES]
+    for i in range(len(masks)):
+        assert masks[i].any()
+        for j in range(i + 1, len(masks)):
+            assert (masks[i] != masks[j]).float().mean() > 0.03, (SHAPES[i], SHAPES[j])
+    with pytest.raises(ValueError, match="unknown shape 'hexagon'"):
+        shape_mask("hexagon", u, v)
+
+
+def test_synthetic_bad_arguments():
+    with pytest.raises(ValueError, match="num_classes must be between 2 and 10, got 11"):
+        SyntheticShapes(10, num_classes=11)
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        SyntheticShapes(10, split="val")
+
+
+def test_transforms_give_normalised_float_images():
+    ds = SyntheticShapes(4, transform=data.build_transform(32, train=True))
+    image, _ = ds[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+    test_tf = data.build_transform(32, train=False)
+    raw = SyntheticShapes(4).images[0]
+    expected = (raw.float() / 255 - torch.tensor(data.CIFAR10_MEAN)[:, None, None]) / torch.tensor(
+        data.CIFAR10_STD)[:, None, None]
+    torch.testing.assert_close(test_tf(raw), expected)
+
+
+def test_cifar10_unavailable_falls_back_with_one_clear_line(monkeypatch, capsys, tmp_path):
+    def offline(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    train, test, classes = data.load_datasets("cifar10", tmp_path, synthetic_sizes=(30, 10))
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line
+    assert line.startswith(f"CIFAR-10 is not in {tmp_path} and could not be downloaded")
+    assert "run once with internet access" in line and "synthetic shapes instead" in line
+    assert (len(train), len(test), len(classes)) == (30, 10, 10)
+
+
+def test_cifar10_unavailable_without_fallback_raises(monkeypatch, tmp_path):
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(data.DatasetUnavailable, match="copy cifar-10-batches-py into that folder"):
+        data.load_datasets("cifar10", tmp_path, fallback=False)
+
+
+def test_image_folder_loads_train_and_test(tmp_path):
+    shapes = SyntheticShapes(6, num_classes=3)
+    for split in ("train", "test"):
+        for i, (image, label) in enumerate(shapes):
+            folder = tmp_path / split / shapes.classes[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    tf = data.build_transform(32, train=False)
+    train, test, classes = data.load_datasets("imagefolder", tmp_path, train_transform=tf, test_transform=tf)
+    assert classes == sorted(shapes.classes)
+    assert len(train) == len(test) == 6
+    assert train[0][0].shape == (3, 32, 32)
+
+
+def test_image_folder_missing_split_message(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(data.DatasetUnavailable, match=r"no test folder in .*needs .*/test/<class>/\*\.jpg"):
+        data.load_datasets("imagefolder", tmp_path, fallback=False)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        data.load_datasets("mnist")
+
+
+def test_subset_and_sample_batch():
+    ds = SyntheticShapes(40)
+    sub = data.subset(ds, 10, seed=1)
+    assert len(sub) == 10 and sub.classes == ds.classes
+    assert data.subset(ds, None) is ds
+    images, labels = data.sample_batch(ds, 4)
+    assert images.shape == (4, 3, 32, 32) and labels.shape == (4,)

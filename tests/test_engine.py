@@ -1,0 +1,109 @@
+import pytest
+import torch
+from torch import nn
+
+from vit_replication.data import build_transform, make_loader, synthetic
+from vit_replication.engine import (
+    build_optimizer,
+    confusion_matrix,
+    evaluate,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+    train_one_epoch,
+    warmup_cosine,
+)
+from vit_replication.model import ViT
+
+
+def test_warmup_cosine_schedule():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_cosine(optimizer, warmup_steps=4, total_steps=12, min_lr_ratio=0.1)
+    lrs = []
+    for _ in range(12):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[4] == pytest.approx(1.0)
+    assert lrs[8] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the cosine
+    assert all(a > b for a, b in zip(lrs[4:], lrs[5:]))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="need 0 <= warmup_steps <= total_steps"):
+        warmup_cosine(optimizer, 5, 4)
+
+
+def test_optimizer_does_not_decay_biases_norms_tokens_positions(tiny_config):
+    model = ViT(tiny_config)
+    optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.1)
+    decay, no_decay = optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert "embedding.position_embedding" in no_decay_names and "embedding.class_token" in no_decay_names
+    assert "norm.weight" in no_decay_names and "head.bias" in no_decay_names
+    assert all(names[id(p)].endswith("weight") for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def _setup(config, tmp_path=None):
+    tf = build_transform(16, train=True)
+    train, test = synthetic(16, tf, build_transform(16, train=False), sizes=(48, 16))
+    model = ViT(config, dropout=0.1, drop_path=0.1)
+    optimizer = build_optimizer(model, 1e-3)
+    scheduler = warmup_cosine(optimizer, 2, 3 * 3)
+    return model, optimizer, scheduler, make_loader(train, 16, True), make_loader(test, 16, False)
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_config, tmp_path):
+    kwargs = dict(device=torch.device("cpu"), progress=False, log=False, seed=7)
+    model, optimizer, scheduler, train, test = _setup(tiny_config)
+    full = fit(model, train, test, optimizer, scheduler, 3, checkpoint_path=tmp_path / "full.pt", **kwargs)
+
+    torch.manual_seed(0)  # a fresh start, as in a new process
+    model2, optimizer2, scheduler2, train2, test2 = _setup(tiny_config)
+    fit(model2, train2, test2, optimizer2, scheduler2, 1, checkpoint_path=tmp_path / "part.pt", **kwargs)
+    torch.manual_seed(123)  # the interruption scrambles the global RNG
+    model3, optimizer3, scheduler3, train3, test3 = _setup(tiny_config)
+    resumed = fit(model3, train3, test3, optimizer3, scheduler3, 3, checkpoint_path=tmp_path / "part.pt",
+                  resume=True, **kwargs)
+
+    resumed.pop("epoch_time"), full.pop("epoch_time")
+    assert resumed == full
+    for (name, a), b in zip(model.state_dict().items(), model3.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not (tmp_path / "part.pt.tmp").exists()
+
+
+def test_checkpoint_round_trip_and_missing_file(tmp_path):
+    save_checkpoint(tmp_path / "sub" / "c.pt", epoch=3, weights=torch.arange(4))
+    state = load_checkpoint(tmp_path / "sub" / "c.pt")
+    assert state["epoch"] == 3 and torch.equal(state["weights"], torch.arange(4))
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    with pytest.raises(ValueError, match="resume=True needs a checkpoint_path"):
+        fit(nn.Linear(1, 1), [], [], torch.optim.SGD(nn.Linear(1, 1).parameters(), 0.1), None, 1,
+            torch.device("cpu"), resume=True)
+
+
+def test_training_fits_a_small_batch(tiny_config):
+    """The whole pipeline can learn: 32 fixed images are memorised within 60 steps."""
+    train, _ = synthetic(16, build_transform(16, train=False), None, sizes=(32, 1))
+    loader = make_loader(train, 32, train=True)
+    model = ViT(tiny_config)
+    optimizer = build_optimizer(model, 3e-3, weight_decay=0.0)
+    loss_fn = nn.CrossEntropyLoss()
+    device = torch.device("cpu")
+    first = evaluate(model, loader, loss_fn, device, progress=False)
+    for _ in range(60):
+        train_one_epoch(model, loader, optimizer, None, loss_fn, device, progress=False)
+    last = evaluate(model, loader, loss_fn, device, progress=False)
+    assert last["loss"] < 0.2 * first["loss"]
+    assert last["acc"] > 0.9
+
+
+def test_confusion_matrix():
+    predictions = torch.tensor([0, 1, 1, 2, 2, 2])
+    targets = torch.tensor([0, 1, 2, 2, 2, 0])
+    expected = torch.tensor([[1, 0, 1], [0, 1, 0], [0, 1, 2]])
+    assert torch.equal(confusion_matrix(predictions, targets, 3), expected)

@@ -1,0 +1,68 @@
+"""Eq. 2 of the paper: multi-head self-attention (Appendix A, Eqs. 5-8).
+
+    [q, k, v] = z U_qkv                       U_qkv in R^{D x 3 D_h}      (5)
+    A = softmax(q k^T / sqrt(D_h))            A in R^{N x N}              (6)
+    SA(z) = A v                                                           (7)
+    MSA(z) = [SA_1(z); ...; SA_k(z)] U_msa    U_msa in R^{k D_h x D}      (8)
+
+With k = ``num_heads`` heads of size D_h = D / k, all heads' projections are one Linear(D, 3D).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """MSA written out step by step, with a switch to PyTorch's fused ``scaled_dot_product_attention``.
+
+    ``use_sdpa=True`` (the default) runs the fused kernel (Flash/memory-efficient attention on GPU). When the
+    attention weights A are asked for (``return_attention=True``) the explicit path runs, since the fused kernels
+    never materialise A. Both paths compute the same function (tests/test_attention.py checks this).
+    """
+
+    def __init__(self, hidden_dim: int = 768, num_heads: int = 12, attn_dropout: float = 0.0, use_sdpa: bool = True):
+        super().__init__()
+        if hidden_dim % num_heads != 0:
+            raise ValueError(f"hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}")
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.head_dim = hidden_dim // num_heads  # D_h
+        self.attn_dropout = attn_dropout
+        self.use_sdpa = use_sdpa
+        self.qkv = nn.Linear(hidden_dim, 3 * hidden_dim)  # U_qkv for all heads (Eq. 5)
+        self.proj = nn.Linear(hidden_dim, hidden_dim)  # U_msa (Eq. 8)
+
+    def split_heads(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eq. 5: [B, N, D] -> q, k, v, each [B, heads, N, D_h]."""
+        b, n, _ = z.shape
+        qkv = self.qkv(z).reshape(b, n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        return q, k, v
+
+    def attention_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Eq. 6: A = softmax(q k^T / sqrt(D_h)), shape [B, heads, N, N]; each row sums to 1."""
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        return scores.softmax(dim=-1)
+
+    def forward(
+        self, z: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """[B, N, D] -> MSA(z) of shape [B, N, D] (and A of shape [B, heads, N, N] if ``return_attention``)."""
+        if z.ndim != 3 or z.shape[-1] != self.hidden_dim:
+            raise ValueError(f"expected tokens [B, N, {self.hidden_dim}], got shape {tuple(z.shape)}")
+        q, k, v = self.split_heads(z)
+        dropout_p = self.attn_dropout if self.training else 0.0
+        weights = None
+        if self.use_sdpa and not return_attention:
+            heads = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        else:
+            weights = self.attention_weights(q, k)
+            heads = F.dropout(weights, dropout_p) @ v  # Eq. 7, every head at once
+        b, _, n, _ = heads.shape
+        out = self.proj(heads.transpose(1, 2).reshape(b, n, self.hidden_dim))  # concat heads, then U_msa (Eq. 8)
+        return (out, weights) if return_attention else out

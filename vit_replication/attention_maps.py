@@ -1,0 +1,76 @@
+"""What the class token looks at: per-head attention of one layer, and attention rollout over all layers.
+
+Attention rollout (Abnar & Zuidema 2020, used for the paper's Fig. 6 and Appendix D.8) follows attention through
+the residual stream: each layer's head-averaged attention A_l is mixed with the identity for the skip
+connection, rows are renormalised, and the layers are multiplied:
+
+    Ã_l = normalise(0.5 A_l + 0.5 I),     R = Ã_L Ã_{L-1} ... Ã_1
+
+Row 0 of R, without its own column, says how much each patch flows into the class token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _grid(num_tokens: int) -> int:
+    """Side of the square patch grid for ``num_tokens`` tokens (class token + N patches)."""
+    side = math.isqrt(num_tokens - 1)
+    if side * side != num_tokens - 1:
+        raise ValueError(f"{num_tokens} tokens are not a class token plus a square grid of patches")
+    return side
+
+
+def cls_attention(attention: torch.Tensor) -> torch.Tensor:
+    """One layer's attention [B, heads, N+1, N+1] -> class-token attention to each patch [B, heads, g, g]."""
+    if attention.ndim != 4:
+        raise ValueError(f"expected attention [B, heads, N+1, N+1], got shape {tuple(attention.shape)}")
+    side = _grid(attention.shape[-1])
+    return attention[:, :, 0, 1:].reshape(attention.shape[0], attention.shape[1], side, side)
+
+
+def attention_rollout(attentions: list[torch.Tensor], head_fusion: str = "mean") -> torch.Tensor:
+    """Rollout R [B, N+1, N+1] of a list of L attention tensors [B, heads, N+1, N+1] (first layer first).
+
+    Each row of R is a probability distribution (non-negative, sums to 1).
+    """
+    if not attentions:
+        raise ValueError("attention rollout needs the attention of at least one layer")
+    fuse = {"mean": lambda a: a.mean(dim=1), "max": lambda a: a.amax(dim=1), "min": lambda a: a.amin(dim=1)}
+    if head_fusion not in fuse:
+        raise ValueError(f"head_fusion must be one of {', '.join(fuse)}, got {head_fusion!r}")
+    num_tokens = attentions[0].shape[-1]
+    eye = torch.eye(num_tokens, device=attentions[0].device, dtype=torch.float32)
+    rollout = eye.expand(attentions[0].shape[0], -1, -1)
+    for attention in attentions:
+        mixed = 0.5 * fuse[head_fusion](attention.float()) + 0.5 * eye
+        mixed = mixed / mixed.sum(dim=-1, keepdim=True)
+        rollout = mixed @ rollout
+    return rollout
+
+
+def rollout_map(attentions: list[torch.Tensor], head_fusion: str = "mean") -> torch.Tensor:
+    """Class-token row of the rollout over the patches, scaled to [0, 1] per image: [B, g, g]."""
+    rollout = attention_rollout(attentions, head_fusion)
+    side = _grid(rollout.shape[-1])
+    maps = rollout[:, 0, 1:].reshape(-1, side, side)
+    return normalise_maps(maps)
+
+
+def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Scale each map [..., g, g] to [0, 1] (min-max over its last two dimensions)."""
+    low = maps.amin(dim=(-2, -1), keepdim=True)
+    high = maps.amax(dim=(-2, -1), keepdim=True)
+    return (maps - low) / (high - low).clamp_min(1e-12)
+
+
+def upsample_maps(maps: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Bilinear resize of maps [..., g, g] to [..., image_size, image_size] for overlaying on the image."""
+    shape = maps.shape
+    flat = maps.reshape(-1, 1, shape[-2], shape[-1]).float()
+    up = F.interpolate(flat, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return up.reshape(*shape[:-2], image_size, image_size)

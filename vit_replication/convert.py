@@ -1,0 +1,97 @@
+"""Load torchvision's VisionTransformer weights into our ViT.
+
+torchvision keeps the same architecture under other names (``conv_proj``, ``encoder.layers.encoder_layer_i``,
+``nn.MultiheadAttention``'s packed ``in_proj_weight``), so conversion is a renaming of keys; tests check that both
+models then give identical logits.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from .model import ViT, ViTConfig
+
+_LAYER_RENAMES = {
+    "ln_1": "norm1",
+    "self_attention.in_proj_weight": "attention.qkv.weight",
+    "self_attention.in_proj_bias": "attention.qkv.bias",
+    "self_attention.out_proj": "attention.proj",
+    "ln_2": "norm2",
+    "mlp.0": "mlp.fc1",
+    "mlp.3": "mlp.fc2",
+    "mlp.linear_1": "mlp.fc1",  # older torchvision checkpoints
+    "mlp.linear_2": "mlp.fc2",
+}
+_TOP_RENAMES = {
+    "class_token": "embedding.class_token",
+    "conv_proj": "embedding.patch_embedding.proj",
+    "encoder.pos_embedding": "embedding.position_embedding",
+    "encoder.ln": "norm",
+    "heads.head": "head",
+}
+_LAYER_KEY = re.compile(r"^encoder\.layers\.encoder_layer_(\d+)\.(.+)$")
+
+
+def convert_torchvision_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the keys of a torchvision ``VisionTransformer`` state dict to this package's names."""
+    if any(key.startswith("heads.pre_logits") for key in state_dict):
+        raise ValueError("torchvision models with representation_size (a pre-logits layer) are not supported")
+    converted = {}
+    for key, value in state_dict.items():
+        converted[_rename(key)] = value
+    return converted
+
+
+def _rename(key: str) -> str:
+    match = _LAYER_KEY.match(key)
+    if match:
+        index, rest = match.groups()
+        for old, new in _LAYER_RENAMES.items():
+            if rest == old or rest.startswith(old + "."):
+                return f"encoder.{index}.{new}{rest[len(old):]}"
+        raise KeyError(f"unexpected key in torchvision ViT state dict: {key}")
+    for old, new in _TOP_RENAMES.items():
+        if key == old or key.startswith(old + "."):
+            return new + key[len(old):]
+    raise KeyError(f"unexpected key in torchvision ViT state dict: {key}")
+
+
+def config_from_torchvision(model: nn.Module) -> ViTConfig:
+    """Read our ViTConfig off a torchvision ``VisionTransformer`` instance."""
+    return ViTConfig(
+        image_size=model.image_size,
+        patch_size=model.patch_size,
+        num_classes=model.num_classes,
+        hidden_dim=model.hidden_dim,
+        num_layers=len(model.encoder.layers),
+        num_heads=model.encoder.layers[0].num_heads,
+        mlp_dim=model.mlp_dim,
+    )
+
+
+def vit_from_torchvision(model: nn.Module) -> ViT:
+    """A ViT of ours with the same config and weights as a torchvision ``VisionTransformer``."""
+    ours = ViT(config_from_torchvision(model))
+    ours.load_state_dict(convert_torchvision_state_dict(model.state_dict()))
+    return ours
+
+
+def load_torchvision_pretrained(name: str = "vit_b_16", weights: str = "IMAGENET1K_V1") -> ViT:
+    """Download torchvision's pretrained weights (e.g. ViT-B/16 IMAGENET1K_V1) and load them into our ViT.
+
+    Raises ``RuntimeError`` with one clear line when the weights cannot be had (no network, no cached file).
+    """
+    import torchvision
+
+    try:
+        builder = getattr(torchvision.models, name)
+        model = builder(weights=weights)
+    except Exception as err:  # urllib errors, hash mismatches, unknown names
+        raise RuntimeError(
+            f"could not get torchvision's pretrained {name} ({weights}): {type(err).__name__}: {err}. "
+            "Run once with internet access (weights are cached in ~/.cache/torch/hub/checkpoints)"
+        ) from err
+    return vit_from_torchvision(model)

@@ -1,0 +1,231 @@
+"""Training and evaluation: AdamW, linear warm-up + cosine decay, label smoothing, gradient clipping,
+mixed precision on CUDA, per-epoch history, atomic checkpoints and exact resume.
+
+Every epoch reseeds the global RNG and the training loader's generator from (seed, epoch), so a run resumed from
+the checkpoint of epoch k continues exactly as the uninterrupted run would (tests/test_engine.py checks it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's and PyTorch's RNGs (CPU and every GPU)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel or torch.compile wrapper."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, betas=(0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only (not on biases, LayerNorms, class token, positions)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_matrix = param.ndim >= 2 and name.endswith("weight")  # Linear and Conv2d weights
+        (decay if is_matrix else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = all(p.is_cuda for p in decay + no_decay) and bool(decay + no_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning rate rising linearly over ``warmup_steps``, then following a cosine to ``min_lr_ratio`` x peak."""
+    if total_steps <= 0 or not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"need 0 <= warmup_steps <= total_steps and total_steps > 0, got {warmup_steps}, {total_steps}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (no loss scaling needed); a no-op on CPU or when disabled."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    loss_fn: nn.Module,
+    device: torch.device,
+    amp: bool = True,
+    grad_clip: float | None = 1.0,
+    progress: bool = True,
+    description: str = "train",
+) -> dict[str, float]:
+    """One pass over ``loader``; returns mean loss and accuracy (fraction) over the samples seen."""
+    model.train()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for images, labels in tqdm(loader, desc=description, leave=False, disable=not progress):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = model(images)
+            loss = loss_fn(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total_loss += loss.detach() * labels.shape[0]
+        correct += (logits.argmax(dim=-1) == labels).sum()
+        seen += labels.shape[0]
+    return {"loss": total_loss.item() / max(seen, 1), "acc": correct.item() / max(seen, 1)}
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = True, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities [N, classes] and targets [N] for every sample of ``loader`` (on the CPU)."""
+    model.eval()
+    probs, targets = [], []
+    for images, labels in tqdm(loader, desc="predict", leave=False, disable=not progress):
+        with autocast(device, amp):
+            logits = model(images.to(device, non_blocking=True))
+        probs.append(logits.float().softmax(dim=-1).cpu())
+        targets.append(labels)
+    return torch.cat(probs), torch.cat(targets)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device, amp: bool = True,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Mean loss and accuracy (fraction) of ``model`` on ``loader``."""
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = model(images)
+        total_loss += loss_fn(logits.float(), labels).item() * labels.shape[0]
+        correct += (logits.argmax(dim=-1) == labels).sum().item()
+        seen += labels.shape[0]
+    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
+
+
+def save_checkpoint(path: str | Path, **state) -> None:
+    """Write ``state`` with torch.save to a temporary file, then rename it over ``path`` (atomic on POSIX):
+    an interrupted save never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Read a checkpoint written by ``save_checkpoint``."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    test_loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    epochs: int,
+    device: torch.device,
+    loss_fn: nn.Module | None = None,
+    seed: int = 0,
+    amp: bool = True,
+    grad_clip: float | None = 1.0,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: bool = True,
+    extra_state: dict | None = None,
+) -> dict[str, list[float]]:
+    """Train for ``epochs`` epochs, evaluating after each; returns the history of loss, accuracy, lr and time.
+
+    With ``checkpoint_path`` a checkpoint is written after every epoch; with ``resume`` training continues from it.
+    """
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    history: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc",
+                                                     "lr", "epoch_time")}
+    start = 0
+    if resume:
+        if checkpoint_path is None:
+            raise ValueError("resume=True needs a checkpoint_path")
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        unwrap(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        start, history = state["epoch"], state["history"]
+        if log:
+            print(f"resumed from {checkpoint_path} after epoch {start}")
+    for epoch in range(start, epochs):
+        _reseed(seed, epoch, train_loader)
+        tic = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, device, amp, grad_clip,
+                                progress, f"epoch {epoch + 1}/{epochs}")
+        test = evaluate(model, test_loader, loss_fn, device, amp, progress)
+        _record(history, epoch + 1, train, test, lr, time.perf_counter() - tic)
+        if log:
+            print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train['loss']:.4f} acc {train['acc']:.2%}  "
+                  f"test loss {test['loss']:.4f} acc {test['acc']:.2%}  lr {lr:.2e}  {history['epoch_time'][-1]:.1f} s")
+        if checkpoint_path is not None:
+            save_checkpoint(
+                checkpoint_path, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict() if scheduler is not None else None, epoch=epoch + 1,
+                history=history, **(extra_state or {}),
+            )
+    return history
+
+
+def _reseed(seed: int, epoch: int, loader: DataLoader) -> None:
+    """Make epoch ``epoch`` depend only on (seed, epoch): shuffling, augmentation, dropout."""
+    set_seed(seed * 1000 + epoch)
+    if getattr(loader, "generator", None) is not None:
+        loader.generator.manual_seed(seed * 1000 + epoch)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+
+
+def _record(history: dict, epoch: int, train: dict, test: dict, lr: float, seconds: float) -> None:
+    for key, value in (("epoch", epoch), ("train_loss", train["loss"]), ("train_acc", train["acc"]),
+                       ("test_loss", test["loss"]), ("test_acc", test["acc"]), ("lr", lr), ("epoch_time", seconds)):
+        history[key].append(value)
+
+
+def confusion_matrix(predictions: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts [true class, predicted class] for integer ``predictions`` and ``targets``."""
+    index = targets.long() * num_classes + predictions.long()
+    return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)

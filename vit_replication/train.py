@@ -1,0 +1,152 @@
+"""Train and evaluate a ViT from the command line, readable top to bottom (nanoGPT's train.py is the model).
+
+    python -m vit_replication.train --dataset synthetic --epochs 5 --out runs/synthetic
+    python -m vit_replication.train --dataset cifar10 --data-dir data --epochs 100 --out runs/cifar10
+    python -m vit_replication.train --dataset imagefolder --data-dir data/cifar10-jpg --out runs/cifar10-jpg
+    python -m vit_replication.train ... --resume          # continue from OUT/checkpoint.pt
+
+Writes to --out: history.json and history.csv (per epoch), metrics.json (final), checkpoint.pt, and the figures
+curves.png, predictions.png, confusion.png, attention_heads.png, rollout.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # the script writes figures to files; notebooks keep their own backend
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from . import attention_maps, visualize  # noqa: E402
+from .data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, build_transform, load_datasets, make_loader, sample_batch, subset  # noqa: E402,E501
+from .engine import build_optimizer, confusion_matrix, fit, predict, set_seed, warmup_cosine  # noqa: E402
+from .model import CONFIGS, ViT, config_dict, count_parameters, get_config  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m vit_replication.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=DATASETS, default="synthetic", help="default: synthetic (offline)")
+    p.add_argument("--data-dir", default="data", help="download folder, or the ImageFolder root (train/, test/)")
+    p.add_argument("--model", choices=list(CONFIGS), default="vit_cifar")
+    p.add_argument("--image-size", type=int, default=None, help="default: the model config's")
+    p.add_argument("--resize", action="store_true", help="resize/random-resized-crop images of other sizes")
+    p.add_argument("--no-randaugment", dest="randaugment", action="store_false")
+    p.add_argument("--train-size", type=int, default=None, help="use a random subset of the training set")
+    p.add_argument("--test-size", type=int, default=None, help="use a random subset of the test set")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--drop-path", type=float, default=None, help="default: the model config's")
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="disable bf16 autocast on CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--out", default="runs/default")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    return p.parse_args(argv)
+
+
+def build_data(args: argparse.Namespace, image_size: int):
+    """Train/test datasets (transforms applied), class names."""
+    resize = args.resize or args.dataset == "pizza_steak_sushi"
+    train_tf = build_transform(image_size, True, resize=resize, randaugment=args.randaugment)
+    test_tf = build_transform(image_size, False, resize=resize)
+    sizes = (args.train_size or 5000, args.test_size or 1000)  # synthetic set (also the offline fallback)
+    train, test, classes = load_datasets(args.dataset, args.data_dir, image_size, train_tf, test_tf, True, sizes,
+                                         args.seed)
+    return subset(train, args.train_size, args.seed), subset(test, args.test_size, args.seed), classes
+
+
+def save_history(history: dict[str, list[float]], out: Path) -> None:
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    with open(out / "history.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(history)
+        writer.writerows(zip(*history.values()))
+
+
+def save_figures(model: ViT, history: dict, test_set, classes: list[str], device: torch.device, out: Path,
+                 amp: bool = True) -> None:
+    """Curves, a prediction grid, the confusion matrix, last-layer head attention and rollout maps."""
+    stats = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD}
+    figures = {"curves": visualize.plot_history(history)}
+    loader = make_loader(test_set, 256, train=False)
+    probs, targets = predict(model, loader, device, amp)
+    cm = confusion_matrix(probs.argmax(-1), targets, len(classes))
+    figures["confusion"] = visualize.plot_confusion_matrix(cm, classes)
+    images, labels = sample_batch(test_set, 12)
+    model.eval()
+    with torch.no_grad():
+        logits, attentions = model(images.to(device), return_attention=True)
+    figures["predictions"] = visualize.plot_predictions(images, labels, logits.float().softmax(-1).cpu(), classes,
+                                                        **stats)
+    heads = attention_maps.cls_attention(attentions[-1].cpu())
+    figures["attention_heads"] = visualize.plot_attention_heads(images[0], heads[0], **stats)
+    maps = attention_maps.rollout_map([a.cpu() for a in attentions])
+    figures["rollout"] = visualize.plot_rollout(images[:8], maps[:8], [classes[i] for i in labels[:8]], **stats)
+    for name, fig in figures.items():
+        fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device)
+    set_seed(args.seed)
+    overrides = {} if args.image_size is None else {"image_size": args.image_size}
+    if args.drop_path is not None:
+        overrides["drop_path"] = args.drop_path
+    image_size = get_config(args.model, **overrides).image_size
+    train_set, test_set, classes = build_data(args, image_size)
+    config = get_config(args.model, num_classes=len(classes), **overrides)
+    model = ViT(config).to(device)
+    print(f"{args.model}: {count_parameters(model):,} parameters, {config.num_patches} patches of "
+          f"{config.patch_size}x{config.patch_size}; {len(train_set):,} train / {len(test_set):,} test images, "
+          f"{len(classes)} classes; device {device}")
+    train_loader = make_loader(train_set, args.batch_size, True, args.num_workers, seed=args.seed)
+    test_loader = make_loader(test_set, 2 * args.batch_size, False, args.num_workers)
+    steps = args.epochs * len(train_loader)
+    optimizer = build_optimizer(model, args.lr, args.weight_decay)
+    scheduler = warmup_cosine(optimizer, min(int(args.warmup_epochs * len(train_loader)), steps), steps)
+    trained = torch.compile(model) if args.compile else model
+    tic = time.perf_counter()
+    history = fit(
+        trained, train_loader, test_loader, optimizer, scheduler, args.epochs, device,
+        nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), args.seed, args.amp, args.grad_clip,
+        out / "checkpoint.pt", args.resume, args.progress,
+        extra_state={"config": config_dict(config), "classes": classes, "args": vars(args)},
+    )
+    seconds = time.perf_counter() - tic
+    save_history(history, out)
+    save_figures(model, history, test_set, classes, device, out, args.amp)
+    metrics = {
+        "test_acc": history["test_acc"][-1], "test_loss": history["test_loss"][-1],
+        "best_test_acc": max(history["test_acc"]), "epochs": len(history["epoch"]),
+        "train_seconds_this_run": seconds, "train_seconds_all_epochs": sum(history["epoch_time"]),
+        "parameters": count_parameters(model), "model": args.model, "dataset": args.dataset,
+        "device": str(device), "args": vars(args),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    print(f"final test accuracy {metrics['test_acc']:.2%} after {metrics['epochs']} epochs "
+          f"({metrics['train_seconds_all_epochs']:.0f} s of training); outputs in {out}/")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

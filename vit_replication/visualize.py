@@ -1,0 +1,131 @@
+"""Figures for the notebooks and the training script; every function returns a matplotlib Figure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from .attention_maps import upsample_maps
+
+
+def to_display(image: torch.Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    """A [3, H, W] tensor (uint8, or float normalised with ``mean``/``std``) as an [H, W, 3] array in [0, 1]."""
+    image = image.detach().cpu()
+    image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
+    if mean is not None and std is not None:
+        image = image * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    return image.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def show_patches(image: torch.Tensor, patch_size: int, mean=None, std=None) -> Figure:
+    """The image beside its P x P patches laid out on their grid (the input of Eq. 1)."""
+    pixels = to_display(image, mean, std)
+    grid = pixels.shape[0] // patch_size
+    fig = plt.figure(figsize=(9, 4.2))
+    left = fig.add_subplot(1, 2, 1)
+    left.imshow(pixels)
+    left.set_title(f"image {pixels.shape[0]}x{pixels.shape[1]}")
+    left.axis("off")
+    sub = fig.add_gridspec(grid, grid, left=0.53, right=0.97, wspace=0.08, hspace=0.08)
+    for row in range(grid):
+        for col in range(grid):
+            ax = fig.add_subplot(sub[row, col])
+            ax.imshow(pixels[row * patch_size:(row + 1) * patch_size, col * patch_size:(col + 1) * patch_size])
+            ax.axis("off")
+    fig.suptitle(f"{grid * grid} patches of {patch_size}x{patch_size} pixels")
+    return fig
+
+
+def plot_history(history: dict[str, list[float]]) -> Figure:
+    """Loss and accuracy per epoch, train and test."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = history["epoch"]
+    for split in ("train", "test"):
+        loss_ax.plot(epochs, history[f"{split}_loss"], marker="o", label=split)
+        acc_ax.plot(epochs, [100 * a for a in history[f"{split}_acc"]], marker="o", label=split)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_predictions(
+    images: torch.Tensor, targets: torch.Tensor, probs: torch.Tensor, class_names: Sequence[str],
+    mean=None, std=None, ncols: int = 6,
+) -> Figure:
+    """A grid of images titled 'true / predicted (probability)', green when right and red when wrong."""
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, 2.4 * nrows), squeeze=False)
+    confidence, predicted = probs.max(dim=-1)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(to_display(images[i], mean, std))
+        right = predicted[i] == targets[i]
+        ax.set_title(f"{class_names[targets[i]]}\n→ {class_names[predicted[i]]} ({confidence[i]:.0%})",
+                     fontsize=9, color="green" if right else "red")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(matrix: torch.Tensor, class_names: Sequence[str]) -> Figure:
+    """Confusion matrix with counts in each cell; rows are true classes, columns predictions."""
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+    threshold = matrix.max().item() / 2
+    for i in range(k):
+        for j in range(k):
+            value = int(matrix[i, j])
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
+                    color="white" if value > threshold else "black")
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention_heads(image: torch.Tensor, head_maps: torch.Tensor, mean=None, std=None) -> Figure:
+    """The image, then each head's class-token attention map [heads, g, g] overlaid on it."""
+    pixels = to_display(image, mean, std)
+    maps = upsample_maps(head_maps, pixels.shape[0]).numpy()
+    ncols = len(maps) + 1
+    fig, axes = plt.subplots(1, ncols, figsize=(1.9 * ncols, 2.2))
+    axes[0].imshow(pixels)
+    axes[0].set_title("image", fontsize=9)
+    for h, ax in enumerate(axes[1:]):
+        ax.imshow(pixels)
+        ax.imshow(maps[h], cmap="inferno", alpha=0.6)
+        ax.set_title(f"head {h}", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | None = None,
+                 mean=None, std=None) -> Figure:
+    """Pairs of (image, image with its attention-rollout map [g, g] overlaid)."""
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.2), squeeze=False)
+    for i in range(n):
+        pixels = to_display(images[i], mean, std)
+        up = upsample_maps(maps[i], pixels.shape[0]).numpy()
+        axes[0, i].imshow(pixels)
+        axes[1, i].imshow(pixels * up[..., None])
+        if titles is not None:
+            axes[0, i].set_title(titles[i], fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes[1, 0].set_title("rollout", fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
