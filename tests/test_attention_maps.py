@@ -55,3 +55,16 @@ def test_rollout_bad_input():
         attention_rollout([])
     with pytest.raises(ValueError, match="head_fusion must be one of mean, max, min"):
         attention_rollout([random_attention()], head_fusion="median")
+
+
+def test_mean_attention_distance_known_cases():
+    from vit_replication.attention_maps import mean_attention_distance
+
+    n = 1 + 9  # class token + 3x3 patches of 4 pixels
+    identity = torch.eye(n).expand(2, 3, n, n)
+    assert torch.equal(mean_attention_distance([identity], patch_size=4), torch.zeros(1, 3))
+    to_corner = torch.zeros(1, 1, n, n)
+    to_corner[..., 1] = 1.0  # every patch looks only at patch (0, 0)
+    centres = torch.tensor([[r, c] for r in range(3) for c in range(3)], dtype=torch.float32) * 4
+    expected = centres.norm(dim=1).mean()
+    torch.testing.assert_close(mean_attention_distance([to_corner], 4), expected.reshape(1, 1))

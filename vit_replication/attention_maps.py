@@ -74,3 +74,21 @@ def upsample_maps(maps: torch.Tensor, image_size: int) -> torch.Tensor:
     flat = maps.reshape(-1, 1, shape[-2], shape[-1]).float()
     up = F.interpolate(flat, size=(image_size, image_size), mode="bilinear", align_corners=False)
     return up.reshape(*shape[:-2], image_size, image_size)
+
+
+def mean_attention_distance(attentions: list[torch.Tensor], patch_size: int) -> torch.Tensor:
+    """Paper Fig. 7 (right): for each layer and head, the average distance in pixels between a patch and the patches
+    it attends to, weighted by attention (the "attention distance", analogous to a CNN's receptive field size).
+
+    Uses patch-to-patch attention only (the class token has no position). Returns [L, heads].
+    """
+    side = _grid(attentions[0].shape[-1])
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    centres = torch.stack([rows.flatten(), cols.flatten()], dim=1).float() * patch_size
+    distances = torch.cdist(centres, centres)  # [N, N] pixels between patch centres
+    result = []
+    for attention in attentions:
+        patch_attention = attention[:, :, 1:, 1:].float()
+        patch_attention = patch_attention / patch_attention.sum(-1, keepdim=True)  # renormalise without the class token
+        result.append((patch_attention * distances.to(attention.device)).sum(-1).mean(dim=(0, 2)))
+    return torch.stack(result).cpu()

@@ -86,9 +86,11 @@ def load_torchvision_pretrained(name: str = "vit_b_16", weights: str = "IMAGENET
     """
     import torchvision
 
+    from .data import network_timeout
+
     try:
-        builder = getattr(torchvision.models, name)
-        model = builder(weights=weights)
+        with network_timeout(30):
+            model = getattr(torchvision.models, name)(weights=weights)
     except Exception as err:  # urllib errors, hash mismatches, unknown names
         raise RuntimeError(
             f"could not get torchvision's pretrained {name} ({weights}): {type(err).__name__}: {err}. "

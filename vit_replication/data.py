@@ -55,7 +55,7 @@ def build_transform(
 
 
 @contextmanager
-def _network_timeout(seconds: float):
+def network_timeout(seconds: float):
     """Bound every socket operation, so a download on a closed network fails instead of hanging."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(seconds)
@@ -68,7 +68,7 @@ def _network_timeout(seconds: float):
 def cifar10(root: str | Path, train_transform=None, test_transform=None, download: bool = True):
     """CIFAR-10 train and test sets from ``root`` (torchvision's ``cifar-10-batches-py``), downloading if needed."""
     try:
-        with _network_timeout(30):
+        with network_timeout(30):
             train = torchvision.datasets.CIFAR10(str(root), train=True, transform=train_transform, download=download)
             test = torchvision.datasets.CIFAR10(str(root), train=False, transform=test_transform, download=download)
     except Exception as err:  # URLError, socket timeouts, checksum or missing-file errors
@@ -98,7 +98,7 @@ def pizza_steak_sushi(root: str | Path, train_transform=None, test_transform=Non
     folder = Path(root) / "pizza_steak_sushi"
     if not (folder / "train").is_dir() and download:
         try:
-            with _network_timeout(30):
+            with network_timeout(30):
                 torchvision.datasets.utils.download_and_extract_archive(
                     PIZZA_STEAK_SUSHI_URL, download_root=str(root), extract_root=str(folder)
                 )
@@ -184,3 +184,15 @@ def sample_batch(dataset: Dataset, count: int, seed: int = 0) -> tuple[torch.Ten
     indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count].tolist()
     images, labels = zip(*(dataset[i] for i in indices))
     return torch.stack(images), torch.tensor(labels)
+
+
+def sample_photo(size: int = 224) -> torch.Tensor:
+    """Matplotlib's sample portrait of Grace Hopper, centre-cropped and resized to a uint8 tensor [3, size, size]
+    (a real photo that ships with an installed package, so the notebooks need no download)."""
+    from matplotlib import cbook
+    from PIL import Image
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        image = v2.functional.pil_to_tensor(Image.open(f).convert("RGB"))
+    image = v2.functional.center_crop(image, min(image.shape[-2:]))
+    return v2.functional.resize(image, [size, size], antialias=True)

@@ -19,6 +19,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+PROGRESS_INTERVAL = 2.0  # seconds between progress-bar updates: keeps notebook outputs small
+
+
+def _progress(loader: DataLoader, description: str, show: bool):
+    """A tqdm progress bar over ``loader`` that disappears when done."""
+    return tqdm(loader, desc=description, leave=False, disable=not show, mininterval=PROGRESS_INTERVAL)
+
 
 def set_seed(seed: int) -> None:
     """Seed Python's and PyTorch's RNGs (CPU and every GPU)."""
@@ -50,7 +57,9 @@ def warmup_cosine(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Learning rate rising linearly over ``warmup_steps``, then following a cosine to ``min_lr_ratio`` x peak."""
     if total_steps <= 0 or not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"need 0 <= warmup_steps <= total_steps and total_steps > 0, got {warmup_steps}, {total_steps}")
+        raise ValueError(
+            f"need 0 <= warmup_steps <= total_steps and total_steps > 0, got {warmup_steps}, {total_steps}"
+        )
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -85,7 +94,7 @@ def train_one_epoch(
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    for images, labels in tqdm(loader, desc=description, leave=False, disable=not progress):
+    for images, labels in _progress(loader, description, progress):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast(device, amp):
             logits = model(images)
@@ -110,7 +119,7 @@ def predict(
     """Softmax probabilities [N, classes] and targets [N] for every sample of ``loader`` (on the CPU)."""
     model.eval()
     probs, targets = [], []
-    for images, labels in tqdm(loader, desc="predict", leave=False, disable=not progress):
+    for images, labels in _progress(loader, "predict", progress):
         with autocast(device, amp):
             logits = model(images.to(device, non_blocking=True))
         probs.append(logits.float().softmax(dim=-1).cpu())
@@ -126,7 +135,7 @@ def evaluate(
     """Mean loss and accuracy (fraction) of ``model`` on ``loader``."""
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
-    for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
+    for images, labels in _progress(loader, "eval", progress):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast(device, amp):
             logits = model(images)

@@ -17,18 +17,14 @@ import json
 import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
 
-matplotlib.use("Agg")  # the script writes figures to files; notebooks keep their own backend
-
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from . import attention_maps, visualize  # noqa: E402
-from .data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, build_transform, load_datasets, make_loader, sample_batch, subset  # noqa: E402,E501
-from .engine import build_optimizer, confusion_matrix, fit, predict, set_seed, warmup_cosine  # noqa: E402
-from .model import CONFIGS, ViT, config_dict, count_parameters, get_config  # noqa: E402
+from . import attention_maps, visualize
+from .data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, build_transform, load_datasets, make_loader, sample_batch, subset
+from .engine import build_optimizer, confusion_matrix, fit, predict, set_seed, warmup_cosine
+from .model import CONFIGS, ViT, config_dict, count_parameters, get_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

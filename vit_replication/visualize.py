@@ -7,13 +7,15 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from .attention_maps import upsample_maps
 
 
-def to_display(image: torch.Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
-    """A [3, H, W] tensor (uint8, or float normalised with ``mean``/``std``) as an [H, W, 3] array in [0, 1]."""
-    image = image.detach().cpu()
+def to_display(image, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    """A PIL image or [3, H, W] tensor (uint8, or float normalised with ``mean``/``std``) as an [H, W, 3] array
+    in [0, 1]."""
+    image = image.detach().cpu() if torch.is_tensor(image) else pil_to_tensor(image.convert("RGB"))
     image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
     if mean is not None and std is not None:
         image = image * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
@@ -80,7 +82,7 @@ def plot_confusion_matrix(matrix: torch.Tensor, class_names: Sequence[str]) -> F
     """Confusion matrix with counts in each cell; rows are true classes, columns predictions."""
     k = len(class_names)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
-    ax.imshow(matrix, cmap="Blues")
+    ax.imshow(matrix.numpy(), cmap="Blues")
     ax.set_xticks(range(k), class_names, rotation=45, ha="right")
     ax.set_yticks(range(k), class_names)
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
@@ -127,5 +129,52 @@ def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str]
     for ax in axes.flat:
         ax.axis("off")
     axes[1, 0].set_title("rollout", fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_position_similarity(position_embedding: torch.Tensor) -> Figure:
+    """Paper Fig. 7 (centre): cosine similarity of each patch's position embedding [N, D] with every other one,
+    one small map per patch, laid out on the patch grid."""
+    side = int(len(position_embedding) ** 0.5)
+    emb = torch.nn.functional.normalize(position_embedding.detach().float().cpu(), dim=-1)
+    similarity = (emb @ emb.T).reshape(side, side, side, side)
+    fig, axes = plt.subplots(side, side, figsize=(7, 7))
+    for r in range(side):
+        for c in range(side):
+            axes[r, c].imshow(similarity[r, c].numpy(), cmap="viridis", vmin=-1, vmax=1)
+            axes[r, c].axis("off")
+    fig.suptitle("position embedding similarity (row, column of the input patch)")
+    return fig
+
+
+def plot_embedding_filters(weight: torch.Tensor, count: int = 28) -> Figure:
+    """Paper Fig. 7 (left): the top principal components of the patch projection E, weight [D, C, P, P]."""
+    d, c, p, _ = weight.shape
+    flat = weight.detach().float().cpu().reshape(d, -1)
+    _, _, components = torch.linalg.svd(flat - flat.mean(0), full_matrices=False)
+    count = min(count, len(components))
+    ncols = 7
+    nrows = -(-count // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.4 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < count:
+            filt = components[i].reshape(c, p, p)
+            filt = (filt - filt.min()) / (filt.max() - filt.min()).clamp_min(1e-12)
+            ax.imshow(filt.permute(1, 2, 0).numpy())
+    fig.suptitle(f"first {count} principal components of the patch embedding filters")
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention_distance(distances: torch.Tensor) -> Figure:
+    """Paper Fig. 7 (right): mean attention distance [L, heads] of every head against its layer."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    layers = torch.arange(1, len(distances) + 1)
+    for h in range(distances.shape[1]):
+        ax.scatter(layers, distances[:, h], s=14)
+    ax.set(xlabel="layer", ylabel="mean attention distance (pixels)", title="attention distance per head")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
