@@ -19,6 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .distributed import all_reduce_sum
+
 PROGRESS_INTERVAL = 2.0  # seconds between progress-bar updates: keeps notebook outputs small
 
 
@@ -91,9 +93,7 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss and accuracy (fraction) over the samples seen."""
     model.train()
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    totals = torch.zeros(3, device=device)  # summed loss, correct predictions, samples: kept on the device
     for images, labels in _progress(loader, description, progress):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast(device, amp):
@@ -106,10 +106,11 @@ def train_one_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total_loss += loss.detach() * labels.shape[0]
-        correct += (logits.argmax(dim=-1) == labels).sum()
-        seen += labels.shape[0]
-    return {"loss": total_loss.item() / max(seen, 1), "acc": correct.item() / max(seen, 1)}
+        totals[0] += loss.detach().float() * labels.shape[0]
+        totals[1] += (logits.argmax(dim=-1) == labels).sum()
+        totals[2] += labels.shape[0]
+    total_loss, correct, seen = all_reduce_sum(totals).tolist()  # summed over processes under torchrun
+    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
 
 
 @torch.no_grad()
@@ -179,10 +180,12 @@ def fit(
     progress: bool = True,
     log: bool = True,
     extra_state: dict | None = None,
+    write_checkpoints: bool = True,
 ) -> dict[str, list[float]]:
     """Train for ``epochs`` epochs, evaluating after each; returns the history of loss, accuracy, lr and time.
 
-    With ``checkpoint_path`` a checkpoint is written after every epoch; with ``resume`` training continues from it.
+    With ``checkpoint_path`` a checkpoint is written after every epoch (unless ``write_checkpoints`` is False, as on
+    every process but the first under torchrun); with ``resume`` training continues from it.
     """
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     history: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc",
@@ -210,7 +213,7 @@ def fit(
         if log:
             print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train['loss']:.4f} acc {train['acc']:.2%}  "
                   f"test loss {test['loss']:.4f} acc {test['acc']:.2%}  lr {lr:.2e}  {history['epoch_time'][-1]:.1f} s")
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and write_checkpoints:
             save_checkpoint(
                 checkpoint_path, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict() if scheduler is not None else None, epoch=epoch + 1,

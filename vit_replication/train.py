@@ -4,6 +4,10 @@
     python -m vit_replication.train --dataset cifar10 --data-dir data --epochs 100 --out runs/cifar10
     python -m vit_replication.train --dataset imagefolder --data-dir data/cifar10-jpg --out runs/cifar10-jpg
     python -m vit_replication.train ... --resume          # continue from OUT/checkpoint.pt
+    torchrun --nproc_per_node=8 -m vit_replication.train ...   # DistributedDataParallel, one process per GPU
+
+--batch-size is the global batch: under torchrun each of the N processes takes batch_size / N images per step, so
+the same arguments give the same optimisation on 1 or N GPUs.
 
 Writes to --out: history.json and history.csv (per epoch), metrics.json (final), checkpoint.pt, and the figures
 curves.png, predictions.png, confusion.png, attention_heads.png, rollout.png.
@@ -20,9 +24,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
 
 from . import attention_maps, visualize
 from .data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, build_transform, load_datasets, make_loader, sample_batch, subset
+from .distributed import cleanup_distributed, init_distributed
 from .engine import build_optimizer, confusion_matrix, fit, predict, set_seed, warmup_cosine
 from .model import CONFIGS, ViT, config_dict, count_parameters, get_config
 
@@ -99,11 +106,30 @@ def save_figures(model: ViT, history: dict, test_set, classes: list[str], device
         plt.close(fig)
 
 
+def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int, rank: int):
+    """Loaders; under torchrun each process gets a DistributedSampler shard of batch_size / world_size images."""
+    if args.batch_size % world_size:
+        raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {world_size} processes")
+    sampler = None
+    if world_size > 1:
+        sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=args.seed, drop_last=True)
+    train_loader = make_loader(train_set, args.batch_size // world_size, True, args.num_workers, sampler, args.seed)
+    test_loader = make_loader(test_set, 2 * args.batch_size // world_size, False, args.num_workers)
+    return train_loader, test_loader
+
+
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+    """Parse the command line, train, evaluate, write the outputs; returns the final metrics."""
+    return run(parse_args(argv))[1]
+
+
+def run(args: argparse.Namespace) -> tuple[ViT, dict]:
+    """The whole job for parsed ``args``; returns the trained model (of this process) and the metrics."""
+    rank, world_size, local_rank = init_distributed()
+    main_process = rank == 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(args.device)
+    device = torch.device(f"cuda:{local_rank}" if world_size > 1 and args.device == "cuda" else args.device)
     set_seed(args.seed)
     overrides = {} if args.image_size is None else {"image_size": args.image_size}
     if args.drop_path is not None:
@@ -111,37 +137,42 @@ def main(argv: list[str] | None = None) -> dict:
     image_size = get_config(args.model, **overrides).image_size
     train_set, test_set, classes = build_data(args, image_size)
     config = get_config(args.model, num_classes=len(classes), **overrides)
-    model = ViT(config).to(device)
-    print(f"{args.model}: {count_parameters(model):,} parameters, {config.num_patches} patches of "
-          f"{config.patch_size}x{config.patch_size}; {len(train_set):,} train / {len(test_set):,} test images, "
-          f"{len(classes)} classes; device {device}")
-    train_loader = make_loader(train_set, args.batch_size, True, args.num_workers, seed=args.seed)
-    test_loader = make_loader(test_set, 2 * args.batch_size, False, args.num_workers)
+    model = ViT(config).to(device)  # same seed, so the same initial weights in every process
+    if main_process:
+        print(f"{args.model}: {count_parameters(model):,} parameters, {config.num_patches} patches of "
+              f"{config.patch_size}x{config.patch_size}; {len(train_set):,} train / {len(test_set):,} test images, "
+              f"{len(classes)} classes; device {device}, {world_size} process(es)")
+    train_loader, test_loader = build_loaders(args, train_set, test_set, world_size, rank)
     steps = args.epochs * len(train_loader)
     optimizer = build_optimizer(model, args.lr, args.weight_decay)
     scheduler = warmup_cosine(optimizer, min(int(args.warmup_epochs * len(train_loader)), steps), steps)
-    trained = torch.compile(model) if args.compile else model
+    trained = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \
+        if world_size > 1 else model
+    trained = torch.compile(trained) if args.compile else trained
     tic = time.perf_counter()
     history = fit(
         trained, train_loader, test_loader, optimizer, scheduler, args.epochs, device,
         nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), args.seed, args.amp, args.grad_clip,
-        out / "checkpoint.pt", args.resume, args.progress,
+        out / "checkpoint.pt", args.resume, args.progress and main_process, log=main_process,
         extra_state={"config": config_dict(config), "classes": classes, "args": vars(args)},
+        write_checkpoints=main_process,
     )
     seconds = time.perf_counter() - tic
-    save_history(history, out)
-    save_figures(model, history, test_set, classes, device, out, args.amp)
     metrics = {
         "test_acc": history["test_acc"][-1], "test_loss": history["test_loss"][-1],
         "best_test_acc": max(history["test_acc"]), "epochs": len(history["epoch"]),
         "train_seconds_this_run": seconds, "train_seconds_all_epochs": sum(history["epoch_time"]),
         "parameters": count_parameters(model), "model": args.model, "dataset": args.dataset,
-        "device": str(device), "args": vars(args),
+        "device": str(device), "world_size": world_size, "args": vars(args),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    print(f"final test accuracy {metrics['test_acc']:.2%} after {metrics['epochs']} epochs "
-          f"({metrics['train_seconds_all_epochs']:.0f} s of training); outputs in {out}/")
-    return metrics
+    if main_process:
+        save_history(history, out)
+        save_figures(model, history, test_set, classes, device, out, args.amp)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        print(f"final test accuracy {metrics['test_acc']:.2%} after {metrics['epochs']} epochs "
+              f"({metrics['train_seconds_all_epochs']:.0f} s of training); outputs in {out}/")
+    cleanup_distributed()
+    return model, metrics
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""Training and inference throughput (images/s) of our ViT against torchvision's VisionTransformer and a
+naive-attention version of ours (explicit Eqs. 5-8 instead of fused SDPA), at the same config, in the same run.
+
+    python benchmarks/throughput.py                          # GPU if present: ViT-S/16 at 224 and the CIFAR config
+    python benchmarks/throughput.py --device cpu --small     # CPU, small batches: well under a minute
+
+bf16 autocast on CUDA (``--no-amp`` to disable), ``--compile`` to torch.compile every model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vit_replication.engine import autocast  # noqa: E402
+from vit_replication.model import ViT, ViTConfig, get_config  # noqa: E402
+
+
+def build_models(config: ViTConfig) -> dict[str, nn.Module]:
+    """Ours (fused SDPA), ours with naive attention (same weights), torchvision's VisionTransformer."""
+    ours = ViT(config)
+    naive = ViT(config, use_sdpa=False)
+    naive.load_state_dict(ours.state_dict())
+    reference = torchvision.models.VisionTransformer(
+        image_size=config.image_size, patch_size=config.patch_size, num_layers=config.num_layers,
+        num_heads=config.num_heads, hidden_dim=config.hidden_dim, mlp_dim=config.mlp_dim,
+        num_classes=config.num_classes,
+    )
+    return {"ours": ours, "naive": naive, "torchvision": reference}
+
+
+def _timed(step: Callable[[], None], device: torch.device, warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    tic = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - tic
+
+
+def measure(model: nn.Module, config: ViTConfig, batch_size: int, device: torch.device, warmup: int, steps: int,
+            amp: bool) -> dict[str, float]:
+    """Images/s for a training step (forward, backward, AdamW) and for inference (forward under no_grad)."""
+    model = model.to(device)
+    images = torch.randn(batch_size, 3, config.image_size, config.image_size, device=device)
+    labels = torch.randint(0, config.num_classes, (batch_size,), device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def train_step() -> None:
+        with autocast(device, amp):
+            loss = loss_fn(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    @torch.no_grad()
+    def infer_step() -> None:
+        with autocast(device, amp):
+            model(images)
+
+    model.train()
+    train_seconds = _timed(train_step, device, warmup, steps)
+    model.eval()
+    infer_seconds = _timed(infer_step, device, warmup, steps)
+    return {"train": batch_size * steps / train_seconds, "infer": batch_size * steps / infer_seconds}
+
+
+def benchmark(name: str, batch_size: int, device: torch.device, warmup: int, steps: int, amp: bool,
+              compile_models: bool, image_size: int | None = None) -> dict:
+    overrides = {"num_classes": 10 if name == "vit_cifar" else 1000}
+    if image_size is not None:
+        overrides["image_size"] = image_size
+    config = get_config(name, **overrides)
+    torch.manual_seed(0)
+    results = {}
+    for label, model in build_models(config).items():
+        model = torch.compile(model) if compile_models else model
+        results[label] = measure(model, config, batch_size, device, warmup, steps, amp)
+        del model
+    ratios = {f"{mode}_vs_{other}": results["ours"][mode] / results[other][mode]
+              for mode in ("train", "infer") for other in ("torchvision", "naive")}
+    return {"config": name, "image_size": config.image_size, "batch_size": batch_size, "images_per_s": results,
+            "ratios": ratios}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--configs", nargs="+", default=["vit_s_16", "vit_cifar"])
+    p.add_argument("--batch-size", type=int, nargs="+", default=None, help="one per config")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--small", action="store_true", help="small batches and few steps (the CPU default)")
+    p.add_argument("--no-amp", dest="amp", action="store_false")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    small = args.small or device.type == "cpu"
+    batch_sizes = args.batch_size or [(2 if c != "vit_cifar" else 16) if small else (256 if c != "vit_cifar" else 1024)
+                                      for c in args.configs]
+    steps, warmup = args.steps or (3 if small else 20), args.warmup or (2 if small else 5)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {where}; torch {torch.__version__}; amp {args.amp and device.type == 'cuda'}; "
+          f"compile {args.compile}; {steps} timed steps after {warmup} warm-up")
+    all_results = []
+    for name, batch_size in zip(args.configs, batch_sizes):
+        result = benchmark(name, batch_size, device, warmup, steps, args.amp, args.compile)
+        all_results.append(result)
+        print(f"\n{name} at {result['image_size']} px, batch {batch_size}: images/s")
+        print(f"  {'model':<12} {'train':>10} {'infer':>10}")
+        for label, speed in result["images_per_s"].items():
+            print(f"  {label:<12} {speed['train']:>10.1f} {speed['infer']:>10.1f}")
+        print("  ours / torchvision: train {train_vs_torchvision:.2f}x, infer {infer_vs_torchvision:.2f}x; "
+              "ours / naive: train {train_vs_naive:.2f}x, infer {infer_vs_naive:.2f}x".format(**result["ratios"]))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"device": where, "results": all_results}, indent=1))
+    return all_results
+
+
+if __name__ == "__main__":
+    main()

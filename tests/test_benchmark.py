@@ -1,0 +1,27 @@
+import importlib.util
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("throughput", Path(__file__).parents[1] / "benchmarks" / "throughput.py")
+throughput = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(throughput)
+
+
+def test_benchmark_models_compute_the_same_function():
+    """The three models timed are the same architecture: same parameter count, ours == naive numerically."""
+    import torch
+
+    config = throughput.get_config("vit_cifar")
+    models = throughput.build_models(config)
+    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
+    assert len(set(counts.values())) == 1, counts
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(models["ours"].eval()(x), models["naive"].eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def test_benchmark_runs_and_reports_ratios(tmp_path):
+    results = throughput.main(["--device", "cpu", "--configs", "vit_cifar", "--batch-size", "4", "--steps", "1",
+                               "--warmup", "1", "--out", str(tmp_path / "b.json")])
+    ratios = results[0]["ratios"]
+    assert set(ratios) == {"train_vs_torchvision", "train_vs_naive", "infer_vs_torchvision", "infer_vs_naive"}
+    assert all(r > 0 for r in ratios.values())
+    assert (tmp_path / "b.json").stat().st_size > 0

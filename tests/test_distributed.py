@@ -1,0 +1,35 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from vit_replication.model import ViT, get_config
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
+    """torchrun --nproc_per_node=2 with the gloo backend: both replicas end with the same, trained weights."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
+        "--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32", "--epochs", "2",
+        "--device", "cpu", "--no-progress", "--out", str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt")
+    rank1 = torch.load(tmp_path / "rank1.pt")
+    for key, value in rank0.items():
+        assert torch.equal(value, rank1[key]), key
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["epochs"] == 2
+    assert result.stdout.count("final test accuracy") == 1  # only the main process reports
+    # the weights were trained: they differ from the seeded initialisation both processes started from
+    torch.manual_seed(metrics["args"]["seed"])
+    initial = ViT(get_config("vit_cifar", num_classes=10)).state_dict()
+    assert not torch.equal(initial["head.weight"], rank0["head.weight"])
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    for key, value in checkpoint["model"].items():
+        assert torch.equal(value, rank0[key]), key

@@ -1,0 +1,39 @@
+"""Multi-process training with PyTorch's own engine: under ``torchrun --nproc_per_node=N`` every process trains a
+replica wrapped in DistributedDataParallel on its shard of each batch (DistributedSampler); gradients are averaged
+across processes, so all replicas stay identical. NCCL on GPUs, gloo on CPUs."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """Join the process group when launched by torchrun; returns (rank, world_size, local_rank), (0, 1, 0) if not."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
+        return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world_size, local_rank
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum ``values`` over all processes (a no-op in a single process)."""
+    if is_distributed():
+        dist.all_reduce(values)
+    return values
+
+
+def cleanup_distributed() -> None:
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()
