@@ -93,3 +93,15 @@ def test_unknown_config_and_overrides():
         create_vit("vit_z_16")
     assert get_config("vit_b_16", num_classes=10).num_classes == 10
     assert get_config("vit_cifar").num_patches == 64
+
+
+def test_pretrained_weights_unavailable_says_so(monkeypatch):
+    from vit_replication.convert import load_torchvision_pretrained
+
+    def offline(weights=None):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.models, "vit_b_16", offline)
+    with pytest.raises(RuntimeError, match=r"could not get torchvision's pretrained vit_b_16 \(IMAGENET1K_V1\).*"
+                                           r"Run once with internet access"):
+        load_torchvision_pretrained("vit_b_16", "IMAGENET1K_V1")
