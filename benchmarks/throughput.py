@@ -81,17 +81,13 @@ def measure(model: nn.Module, config: ViTConfig, batch_size: int, device: torch.
 
 
 def benchmark(name: str, batch_size: int, device: torch.device, warmup: int, steps: int, amp: bool,
-              compile_models: bool, image_size: int | None = None) -> dict:
-    overrides = {"num_classes": 10 if name == "vit_cifar" else 1000}
-    if image_size is not None:
-        overrides["image_size"] = image_size
-    config = get_config(name, **overrides)
+              compile_models: bool) -> dict:
+    config = get_config(name, num_classes=10 if name == "vit_cifar" else 1000)
     torch.manual_seed(0)
     results = {}
     for label, model in build_models(config).items():
         model = torch.compile(model) if compile_models else model
         results[label] = measure(model, config, batch_size, device, warmup, steps, amp)
-        del model
     ratios = {f"{mode}_vs_{other}": results["ours"][mode] / results[other][mode]
               for mode in ("train", "infer") for other in ("torchvision", "naive")}
     return {"config": name, "image_size": config.image_size, "batch_size": batch_size, "images_per_s": results,

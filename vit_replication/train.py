@@ -154,7 +154,8 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
         trained, train_loader, test_loader, optimizer, scheduler, args.epochs, device,
         nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), args.seed, args.amp, args.grad_clip,
         out / "checkpoint.pt", args.resume, args.progress and main_process, log=main_process,
-        extra_state={"config": config_dict(config), "classes": classes, "args": vars(args)},
+        extra_state={"config": config_dict(config), "classes": classes, "dataset": args.dataset,
+                     "data_dir": args.data_dir, "args": vars(args)},
         write_checkpoints=main_process,
     )
     seconds = time.perf_counter() - tic
