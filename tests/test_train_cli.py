@@ -21,10 +21,12 @@ def test_cli_tiny_run_writes_history_metrics_checkpoint_and_figures(tmp_path):
     assert (tmp_path / "history.csv").read_text().splitlines()[0].startswith("epoch,train_loss,train_acc")
 
 
-def test_cli_resume_equals_uninterrupted_run(tmp_path):
-    train.main(ARGS + ["--epochs", "2", "--out", str(tmp_path / "full")])
-    train.main(ARGS + ["--epochs", "1", "--out", str(tmp_path / "part")])
-    train.main(ARGS + ["--epochs", "2", "--out", str(tmp_path / "part"), "--resume"])
+@pytest.mark.parametrize("loader", ["dataloader", "device"])
+def test_cli_resume_equals_uninterrupted_run(tmp_path, loader):
+    args = ARGS + ["--loader", loader]
+    train.main(args + ["--epochs", "2", "--out", str(tmp_path / "full")])
+    train.main(args + ["--epochs", "1", "--out", str(tmp_path / "part")])
+    train.main(args + ["--epochs", "2", "--out", str(tmp_path / "part"), "--resume"])
     full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
     resumed = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
     assert resumed["epoch"] == full["epoch"] == 2
@@ -33,7 +35,41 @@ def test_cli_resume_equals_uninterrupted_run(tmp_path):
     assert resumed["history"]["test_loss"] == full["history"]["test_loss"]
 
 
+def test_cli_device_loader_writes_figures_and_learns_the_same_task(tmp_path):
+    metrics = train.main(ARGS + ["--epochs", "1", "--loader", "device", "--out", str(tmp_path)])
+    for name in ("checkpoint.pt", "predictions.png", "confusion.png", "rollout.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert metrics["args"]["loader"] == "device" and 0.0 <= metrics["test_acc"] <= 1.0
+    with pytest.raises(ValueError, match="--loader device needs images of the model's size"):
+        train.main(ARGS + ["--loader", "device", "--resize", "--out", str(tmp_path / "bad")])
+
+
 def test_cli_rejects_unknown_model(capsys):
     with pytest.raises(SystemExit):
         train.main(["--model", "vit_z"])
     assert "invalid choice: 'vit_z'" in capsys.readouterr().err
+
+
+def test_load_trained_reads_a_cli_run_and_rebuilds_the_model(tmp_path):
+    train.main(ARGS + ["--epochs", "1", "--out", str(tmp_path)])
+    model, checkpoint = train.load_trained(tmp_path)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert checkpoint["epoch"] == 1 and checkpoint["classes"] == saved["classes"]
+    for key, value in saved["model"].items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert not model.training
+
+
+def test_load_trained_without_checkpoint_says_so_and_trains_a_quick_model(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(train, "main", lambda argv: calls.append(argv) or train.run(train.parse_args(
+        argv[:argv.index("--train-size")] + ["--train-size", "64", "--test-size", "32", "--batch-size", "32",
+                                             "--no-progress", "--out", argv[-1]])))
+    model, checkpoint = train.load_trained(tmp_path / "missing", tmp_path / "quick")
+    missing = tmp_path / "missing" / "checkpoint.pt"
+    assert f"No checkpoint at {missing}: run notebook 05 first" in capsys.readouterr().out
+    assert calls and (tmp_path / "quick" / "checkpoint.pt").is_file() and checkpoint["epoch"] == 2
+    again, _ = train.load_trained(tmp_path / "missing", tmp_path / "quick")  # reused, not retrained
+    assert len(calls) == 1 and "Using the quick synthetic-shapes model" in capsys.readouterr().out
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key

@@ -1,7 +1,9 @@
 """vit_replication: the Vision Transformer (Dosovitskiy et al. 2020) equation by equation.
 
-Eq. 1 ``embedding``, Eq. 2 ``attention`` + ``block``, Eq. 3 ``mlp`` + ``block``, Eq. 4 ``model``; ``convert`` loads
-torchvision weights; ``data``, ``synthetic``, ``engine``, ``train``, ``attention_maps`` and ``visualize`` do the rest.
+Eq. 1 ``embedding``, Eq. 2 ``attention`` + ``block``, Eq. 3 ``mlp`` + ``block``, Eq. 4 ``model``; ``convert`` and
+``npz`` load torchvision and Google weights; ``data``, ``synthetic``, ``augment``, ``engine``, ``train``,
+``attention_maps`` and ``visualize`` do the rest. Variants: ``realformer``, ``width_varying``, ``tome``, ``transfer``,
+compared by ``compare``.
 """
 
 from .model import CONFIGS, ViT, ViTConfig, create_vit

@@ -39,6 +39,8 @@ class DropPath(nn.Module):
 class EncoderBlock(nn.Module):
     """Pre-LN Transformer encoder layer: Eq. 2 (attention block) followed by Eq. 3 (MLP block)."""
 
+    attention_class = MultiHeadSelfAttention  # variants (RealFormer) swap in their own attention
+
     def __init__(
         self,
         hidden_dim: int = 768,
@@ -51,7 +53,7 @@ class EncoderBlock(nn.Module):
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_dim, eps=1e-6)
-        self.attention = MultiHeadSelfAttention(hidden_dim, num_heads, attn_dropout, use_sdpa)
+        self.attention = self.attention_class(hidden_dim, num_heads, attn_dropout, use_sdpa)
         self.dropout = nn.Dropout(dropout)  # after U_msa, a dense layer (Appendix B.1)
         self.norm2 = nn.LayerNorm(hidden_dim, eps=1e-6)
         self.mlp = MLPBlock(hidden_dim, mlp_dim, dropout)

@@ -71,16 +71,16 @@ class ViT(nn.Module):
             config.image_size, config.patch_size, config.in_channels, config.hidden_dim, config.dropout
         )
         drop_paths = [config.drop_path * i / max(config.num_layers - 1, 1) for i in range(config.num_layers)]
-        self.encoder = nn.ModuleList(
-            EncoderBlock(
-                config.hidden_dim, config.num_heads, config.mlp_dim, config.dropout, config.attn_dropout, p,
-                config.use_sdpa,
-            )
-            for p in drop_paths
-        )
+        self.encoder = nn.ModuleList(self.make_block(config, p) for p in drop_paths)
         self.norm = nn.LayerNorm(config.hidden_dim, eps=1e-6)
         self.head = nn.Linear(config.hidden_dim, config.num_classes)
         self.apply(_init_weights)
+
+    @staticmethod
+    def make_block(config: ViTConfig, drop_path: float) -> nn.Module:
+        """One encoder layer (Eqs. 2-3); variants such as RealFormer override this."""
+        return EncoderBlock(config.hidden_dim, config.num_heads, config.mlp_dim, config.dropout, config.attn_dropout,
+                            drop_path, config.use_sdpa)
 
     def set_use_sdpa(self, use_sdpa: bool) -> None:
         """Switch every attention layer between the fused SDPA kernel and the explicit Eqs. 5-8."""

@@ -28,10 +28,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
 from . import attention_maps, visualize
+from .augment import DeviceLoader, normalize, preload
 from .data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, build_transform, load_datasets, make_loader, sample_batch, subset
 from .distributed import cleanup_distributed, init_distributed
-from .engine import build_optimizer, confusion_matrix, fit, predict, set_seed, warmup_cosine
-from .model import CONFIGS, ViT, config_dict, count_parameters, get_config
+from .engine import build_optimizer, confusion_matrix, fit, load_checkpoint, predict, set_seed, warmup_cosine
+from .model import CONFIGS, ViT, ViTConfig, config_dict, count_parameters, get_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--drop-path", type=float, default=None, help="default: the model config's")
     p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--loader", choices=("dataloader", "device"), default="dataloader",
+                   help="device: hold the whole dataset on the device and crop/flip batches there (fast for 32x32 "
+                        "data on a GPU; no RandAugment, no --resize)")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -64,10 +68,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_data(args: argparse.Namespace, image_size: int):
-    """Train/test datasets (transforms applied), class names."""
+    """Train/test datasets (transforms applied, none for ``--loader device``), class names."""
     resize = args.resize or args.dataset == "pizza_steak_sushi"
     train_tf = build_transform(image_size, True, resize=resize, randaugment=args.randaugment)
     test_tf = build_transform(image_size, False, resize=resize)
+    if args.loader == "device":
+        if resize:
+            raise ValueError("--loader device needs images of the model's size: it does not resize (drop --resize, "
+                             "or use --loader dataloader)")
+        train_tf = test_tf = None
     sizes = (args.train_size or 5000, args.test_size or 1000)  # synthetic set (also the offline fallback)
     train, test, classes = load_datasets(args.dataset, args.data_dir, image_size, train_tf, test_tf, True, sizes,
                                          args.seed)
@@ -82,16 +91,20 @@ def save_history(history: dict[str, list[float]], out: Path) -> None:
         writer.writerows(zip(*history.values()))
 
 
-def save_figures(model: ViT, history: dict, test_set, classes: list[str], device: torch.device, out: Path,
+def save_figures(model: ViT, history: dict, test_loader, classes: list[str], device: torch.device, out: Path,
                  amp: bool = True) -> None:
     """Curves, a prediction grid, the confusion matrix, last-layer head attention and rollout maps."""
     stats = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD}
     figures = {"curves": visualize.plot_history(history)}
-    loader = make_loader(test_set, 256, train=False)
-    probs, targets = predict(model, loader, device, amp)
+    probs, targets = predict(model, test_loader, device, amp)
     cm = confusion_matrix(probs.argmax(-1), targets, len(classes))
     figures["confusion"] = visualize.plot_confusion_matrix(cm, classes)
-    images, labels = sample_batch(test_set, 12)
+    if isinstance(test_loader, DeviceLoader):  # 12 random test images, the same ones whichever loader is used
+        index = torch.randperm(len(test_loader.images), generator=torch.Generator().manual_seed(0))[:12]
+        images = normalize(test_loader.images[index.to(test_loader.images.device)], **stats).cpu()
+        labels = test_loader.labels[index.to(test_loader.labels.device)].cpu()
+    else:
+        images, labels = sample_batch(test_loader.dataset, 12)
     model.eval()
     with torch.no_grad():
         logits, attentions = model(images.to(device), return_attention=True)
@@ -106,10 +119,17 @@ def save_figures(model: ViT, history: dict, test_set, classes: list[str], device
         plt.close(fig)
 
 
-def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int, rank: int):
-    """Loaders; under torchrun each process gets a DistributedSampler shard of batch_size / world_size images."""
+def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int, rank: int,
+                  device: torch.device | str = "cpu"):
+    """Loaders; under torchrun each process gets a shard of batch_size / world_size images per step."""
     if args.batch_size % world_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {world_size} processes")
+    if args.loader == "device":
+        stats = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD}
+        train_loader = DeviceLoader(*preload(train_set, device), args.batch_size // world_size, True, **stats,
+                                    seed=args.seed, rank=rank, world_size=world_size)
+        test_loader = DeviceLoader(*preload(test_set, device), 2 * args.batch_size // world_size, False, **stats)
+        return train_loader, test_loader
     sampler = None
     if world_size > 1:
         sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=args.seed, drop_last=True)
@@ -142,7 +162,7 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
         print(f"{args.model}: {count_parameters(model):,} parameters, {config.num_patches} patches of "
               f"{config.patch_size}x{config.patch_size}; {len(train_set):,} train / {len(test_set):,} test images, "
               f"{len(classes)} classes; device {device}, {world_size} process(es)")
-    train_loader, test_loader = build_loaders(args, train_set, test_set, world_size, rank)
+    train_loader, test_loader = build_loaders(args, train_set, test_set, world_size, rank, device)
     steps = args.epochs * len(train_loader)
     optimizer = build_optimizer(model, args.lr, args.weight_decay)
     scheduler = warmup_cosine(optimizer, min(int(args.warmup_epochs * len(train_loader)), steps), steps)
@@ -168,12 +188,34 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
     }
     if main_process:
         save_history(history, out)
-        save_figures(model, history, test_set, classes, device, out, args.amp)
+        save_figures(model, history, test_loader, classes, device, out, args.amp)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
         print(f"final test accuracy {metrics['test_acc']:.2%} after {metrics['epochs']} epochs "
               f"({metrics['train_seconds_all_epochs']:.0f} s of training); outputs in {out}/")
     cleanup_distributed()
     return model, metrics
+
+
+def load_trained(run_dir: str | Path, quick_dir: str | Path = "runs/quick") -> tuple[ViT, dict]:
+    """The model and checkpoint that notebook 05 or this script saved in ``run_dir``. Without one, says so in one
+    line and uses the small synthetic-shapes model in ``quick_dir``, training it (2 epochs) if it is not there yet,
+    so that the notebooks that study a trained model (06, 09) still run end to end."""
+    path = Path(run_dir) / "checkpoint.pt"
+    if not path.is_file():
+        quick = Path(quick_dir) / "checkpoint.pt"
+        print(f"No checkpoint at {path}: run notebook 05 first. "
+              + (f"Using the quick synthetic-shapes model in {quick}." if quick.is_file() else
+                 "Training a quick model on synthetic shapes."))
+        if not quick.is_file():
+            main(["--dataset", "synthetic", "--epochs", "2", "--train-size", "1000", "--test-size", "200",
+                  "--no-progress", "--out", str(quick_dir)])
+        path = quick
+    checkpoint = load_checkpoint(path)
+    model = ViT(ViTConfig(**checkpoint["config"])).eval()
+    model.load_state_dict(checkpoint["model"])
+    last = checkpoint["history"]["test_acc"][-1]
+    print(f"loaded {path}: {checkpoint['epoch']} epochs, last test accuracy {last:.2%}")
+    return model, checkpoint
 
 
 if __name__ == "__main__":

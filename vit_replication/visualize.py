@@ -178,3 +178,88 @@ def plot_attention_distance(distances: torch.Tensor) -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_comparison(results: Sequence[dict]) -> Figure:
+    """Variants side by side (``compare.train_variant`` results): test accuracy per epoch, then final test accuracy
+    and training time per variant."""
+    fig, (curve_ax, acc_ax, time_ax) = plt.subplots(1, 3, figsize=(15, 4))
+    names = [r["name"] for r in results]
+    for r in results:
+        curve_ax.plot(r["history"]["epoch"], [100 * a for a in r["history"]["test_acc"]], marker="o", label=r["name"])
+    curve_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch")
+    curve_ax.legend()
+    colors = [f"C{i}" for i in range(len(results))]
+    bars = acc_ax.bar(names, [100 * r["test_acc"] for r in results], color=colors)
+    acc_ax.bar_label(bars, fmt="%.1f")
+    acc_ax.set(ylabel="test accuracy (%)", title="final test accuracy")
+    bars = time_ax.bar(names, [sum(r["history"]["epoch_time"]) for r in results], color=colors)
+    time_ax.bar_label(bars, fmt="%.0f")
+    time_ax.set(ylabel="seconds", title="training time (all epochs)")
+    for ax in (curve_ax, acc_ax, time_ax):
+        ax.grid(alpha=0.3)
+    for ax in (acc_ax, time_ax):
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_parameters(groups: dict[str, Sequence[dict]]) -> Figure:
+    """Final test accuracy against parameter count, one line per family of variants (e.g. tower vs width-varying)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, results in groups.items():
+        results = sorted(results, key=lambda r: r["parameters"])
+        params = [r["parameters"] / 1e6 for r in results]
+        accs = [100 * r["test_acc"] for r in results]
+        ax.plot(params, accs, marker="o", label=label)
+        for r, x, y in zip(results, params, accs):
+            ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel="parameters (millions)", ylabel="test accuracy (%)", title="accuracy vs parameters")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def merged_patch_image(image: torch.Tensor, groups: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Paint every patch of ``image`` [3, H, W] with the mean colour of the patches merged with it
+    (``groups`` [N]: the final token of each patch, from ``tome.patch_groups``), as in the ToMe paper's figures."""
+    c, h, w = image.shape
+    grid = h // patch_size
+    patches = image.reshape(c, grid, patch_size, grid, patch_size).permute(1, 3, 0, 2, 4)  # [gh, gw, C, P, P]
+    colours = patches.reshape(grid * grid, c, -1).float().mean(dim=-1)  # mean colour of each patch [N, C]
+    _, inverse = groups.unique(return_inverse=True)
+    count = torch.bincount(inverse).float()[:, None]
+    group_colours = torch.zeros(count.shape[0], c).index_add_(0, inverse, colours) / count  # patches have equal area
+    painted = group_colours[inverse].reshape(grid, grid, c, 1, 1).expand(-1, -1, -1, patch_size, patch_size)
+    return painted.permute(2, 0, 3, 1, 4).reshape(c, h, w)
+
+
+def plot_merged_patches(images: torch.Tensor, groups_by_r: dict[int, torch.Tensor], patch_size: int, mean=None,
+                        std=None) -> Figure:
+    """One row per image: the image, then for each r the patches painted by merged group (with the group count)."""
+    rows, cols = images.shape[0], 1 + len(groups_by_r)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows), squeeze=False)
+    for i, image in enumerate(images):
+        axes[i, 0].imshow(to_display(image, mean, std))
+        axes[i, 0].set_title("image" if i == 0 else "", fontsize=9)
+        for j, (r, groups) in enumerate(groups_by_r.items(), start=1):
+            axes[i, j].imshow(to_display(merged_patch_image(image.float(), groups[i], patch_size), mean, std))
+            axes[i, j].set_title(f"r={r}: {groups[i].unique().numel()} tokens", fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_tome_tradeoff(rs: Sequence[int], images_per_s: Sequence[float], accuracies: Sequence[float]) -> Figure:
+    """Token merging: inference speed and accuracy against r (tokens merged per layer)."""
+    fig, (speed_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    speed_ax.plot(rs, images_per_s, marker="o")
+    speed_ax.set(xlabel="r (tokens merged per layer)", ylabel="images / s", title="inference throughput")
+    acc_ax.plot(rs, [100 * a for a in accuracies], marker="o", color="C1")
+    acc_ax.set(xlabel="r (tokens merged per layer)", ylabel="test accuracy (%)", title="accuracy (no retraining)")
+    for ax in (speed_ax, acc_ax):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from vit_replication import transfer
+from vit_replication.model import ViT
+
+
+def test_new_head_is_zero_initialised_and_only_it_trains(tiny_config):
+    model = ViT(tiny_config)
+    head = transfer.new_head(model, 3)
+    assert model.head is head and head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0
+    assert transfer.freeze_encoder(model) == 32 * 3 + 3
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]
+    assert torch.equal(model(torch.randn(2, 3, 16, 16)), torch.zeros(2, 3))  # a zero head predicts uniformly
+
+
+def test_features_plus_head_equal_the_full_model(tiny_config):
+    model = ViT(tiny_config).eval()
+    images = torch.randn(5, 3, 16, 16)
+    features = transfer.extract_features(model, images, torch.device("cpu"), batch_size=2)
+    assert features.shape == (5, 32)
+    torch.testing.assert_close(model.head(features), model(images))
+
+
+def test_offline_backbone_says_so_and_falls_back_to_random_weights(monkeypatch, capsys):
+    def offline(name, weights):
+        raise RuntimeError(f"could not get torchvision's pretrained {name} ({weights}): URLError: offline")
+
+    monkeypatch.setattr(transfer, "load_torchvision_pretrained", offline)
+    monkeypatch.setattr(transfer, "create_vit", lambda name: ("random", name))
+    model, pretrained = transfer.pretrained_backbone("vit_b_16")
+    assert model == ("random", "vit_b_16") and pretrained is False
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "could not get torchvision's pretrained vit_b_16" in out and "random weights" in out
+
+
+def test_transfer_transform_gives_square_normalised_images():
+    image = torch.randint(0, 256, (3, 40, 60), dtype=torch.uint8)
+    out = transfer.transfer_transform(32)(image)
+    assert out.shape == (3, 32, 32) and out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_extract_features_rejects_bad_batch_size(tiny_config, bad):
+    with pytest.raises(ValueError, match=f"batch_size must be at least 1, got {bad}"):
+        transfer.extract_features(ViT(tiny_config), torch.randn(2, 3, 16, 16), torch.device("cpu"), batch_size=bad)

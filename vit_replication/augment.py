@@ -1,0 +1,138 @@
+"""Data kept on the device, augmented there: the whole (small) dataset as one uint8 tensor, and batches that are
+shuffled, randomly cropped (reflect padding), flipped and normalised with tensor ops on the GPU (or CPU).
+
+For 32x32 images the per-image CPU pipeline (decode, PIL crop, ToTensor) is slower than the model on a GPU; with
+the images preloaded once, a ``DeviceLoader`` feeds the model without any worker processes. It has the attributes
+``engine.fit`` uses (``generator``, ``sampler``, ``len``), so it drops in for a DataLoader, resume included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+
+def preload(dataset: Dataset, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Every item of ``dataset`` (PIL images or uint8 tensors, no transform) as uint8 images [N, C, H, W] and
+    labels [N] on ``device``."""
+    to_image = v2.ToImage()
+    images, labels = [], []
+    for image, label in (dataset[i] for i in range(len(dataset))):
+        image = to_image(image)
+        if image.dtype != torch.uint8:
+            raise ValueError(f"preload expects uint8 images (no transform on the dataset), got {image.dtype}")
+        images.append(image.as_subclass(torch.Tensor))
+        labels.append(label)
+    if not images:
+        raise ValueError("preload got an empty dataset")
+    return torch.stack(images).to(device), torch.tensor(labels, device=device)
+
+
+def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Per image: a random H x W window of the reflect-padded image, mirrored left-right with probability 1/2.
+
+    ``images`` is a float batch [B, C, H, W] on any device; the random offsets come from ``generator`` (on the CPU,
+    so results do not depend on the device).
+    """
+    b, _, h, w = images.shape
+    if padding > 0:
+        images = F.pad(images, (padding,) * 4, mode="reflect")
+        top = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(images.device)
+        left = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(images.device)
+        rows = (top[:, None] + torch.arange(h, device=images.device))[:, None, :, None]  # [B, 1, H, 1]
+        cols = (left[:, None] + torch.arange(w, device=images.device))[:, None, None, :]  # [B, 1, 1, W]
+        batch = torch.arange(b, device=images.device)[:, None, None, None]
+        channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+        images = images[batch, channel, rows, cols]
+    if flip:
+        mirror = (torch.rand(b, generator=generator) < 0.5).to(images.device)[:, None, None, None]
+        images = torch.where(mirror, images.flip(-1), images)
+    return images
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 or [0, 1] float images -> (x - mean) / std per channel, as float32."""
+    if images.dtype == torch.uint8:
+        images = images.float() / 255
+    shape = (1, -1, 1, 1)
+    mean_t = torch.tensor(mean, device=images.device).view(shape)
+    std_t = torch.tensor(std, device=images.device).view(shape)
+    return (images - mean_t) / std_t
+
+
+class DeviceLoader:
+    """Batches of preloaded images: shuffled, cropped and flipped on the device when ``train``, in order otherwise.
+
+    Iterating yields (normalised float images [B, C, H, W], labels [B]); a training epoch drops the last partial
+    batch, as ``data.make_loader`` does. With ``world_size`` > 1 (torchrun), process ``rank`` gets every
+    ``world_size``-th image of the shared shuffled order, like a DistributedSampler. ``generator`` drives
+    shuffling and augmentation; ``engine.fit`` reseeds it every epoch.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        train: bool,
+        mean: Sequence[float],
+        std: Sequence[float],
+        padding: int = 4,
+        flip: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if images.ndim != 4 or images.shape[0] != labels.shape[0]:
+            raise ValueError(f"need images [N, C, H, W] and labels [N], got {tuple(images.shape)}, "
+                             f"{tuple(labels.shape)}")
+        if batch_size < 1 or (train and batch_size > images.shape[0]):
+            raise ValueError(f"batch_size {batch_size} does not fit {images.shape[0]} images")
+        if train and padding >= min(images.shape[-2:]):
+            raise ValueError(f"reflect padding {padding} must be smaller than the image size "
+                             f"{tuple(images.shape[-2:])}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.train = batch_size, train
+        self.mean, self.std, self.padding, self.flip = mean, std, padding, flip
+        self.rank, self.world_size = rank, world_size  # under torchrun a training epoch is sharded across processes
+        self.generator = torch.Generator().manual_seed(seed)
+        self.sampler = None  # engine.fit looks for sampler.set_epoch (DistributedSampler); there is none here
+
+    def __len__(self) -> int:
+        n = self.images.shape[0]
+        return n // self.world_size // self.batch_size if self.train else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = self.images.shape[0]
+        if self.train:  # every process draws the same permutation and takes its own equal-sized shard of it
+            order = torch.randperm(n, generator=self.generator)[self.rank::self.world_size][:n // self.world_size]
+        else:
+            order = torch.arange(n)
+        order = order.to(self.images.device)
+        for i in range(len(self)):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            images = normalize(self.images[index], self.mean, self.std)
+            if self.train:
+                images = random_crop_flip(images, self.padding, self.flip, self.generator)
+            yield images, self.labels[index]
+
+
+def device_loaders(
+    train_set: Dataset,
+    test_set: Dataset,
+    batch_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    padding: int = 4,
+) -> tuple[DeviceLoader, DeviceLoader]:
+    """Preload both sets (no transforms) onto ``device``: a shuffling, augmenting training loader and an in-order
+    test loader with batches twice as large."""
+    train = DeviceLoader(*preload(train_set, device), batch_size, True, mean, std, padding, seed=seed)
+    test = DeviceLoader(*preload(test_set, device), 2 * batch_size, False, mean, std)
+    return train, test

@@ -1,0 +1,80 @@
+"""Residual attention (RealFormer, He et al. 2020, arXiv 2012.11747) on the ViT of this package.
+
+Each layer adds the previous layer's pre-softmax attention scores to its own (Eq. 6 becomes):
+
+    S_l = q_l k_l^T / sqrt(D_h) + S_{l-1},      A_l = softmax(S_l),      S_0 = 0
+
+so the scores form a residual stream of their own, beside the token stream of Eqs. 2-3. Nothing else changes and
+no parameter is added: a RealFormer has exactly the parameters of the plain ViT with the same config, and with the
+same seed it starts from the same weights (tests/test_realformer.py checks both).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import MultiHeadSelfAttention
+from .block import EncoderBlock
+from .model import ViT, ViTConfig
+
+
+class ResidualAttention(MultiHeadSelfAttention):
+    """MSA whose pre-softmax scores get ``prev_scores`` added; returns the output and the new scores S_l."""
+
+    def forward(
+        self, z: torch.Tensor, prev_scores: torch.Tensor | None = None, return_attention: bool = False
+    ) -> tuple[torch.Tensor, ...]:
+        """z [B, N, D], S_{l-1} [B, heads, N, N] or None -> (MSA output [B, N, D], S_l[, A_l])."""
+        if z.ndim != 3 or z.shape[-1] != self.hidden_dim:
+            raise ValueError(f"expected tokens [B, N, {self.hidden_dim}], got shape {tuple(z.shape)}")
+        q, k, v = self.split_heads(z)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        if prev_scores is not None:
+            if prev_scores.shape != scores.shape:
+                raise ValueError(f"prev_scores has shape {tuple(prev_scores.shape)}, expected {tuple(scores.shape)}")
+            scores = scores + prev_scores
+        weights = scores.softmax(dim=-1)
+        heads = F.dropout(weights, self.attn_dropout if self.training else 0.0) @ v
+        b, _, n, _ = heads.shape
+        out = self.proj(heads.transpose(1, 2).reshape(b, n, self.hidden_dim))
+        return (out, scores, weights) if return_attention else (out, scores)
+
+
+class RealFormerBlock(EncoderBlock):
+    """Pre-LN encoder layer (Eqs. 2-3) with residual attention; passes the scores on to the next layer."""
+
+    attention_class = ResidualAttention
+
+    def forward(self, z: torch.Tensor, prev_scores: torch.Tensor | None = None, return_attention: bool = False):
+        """(z_{l-1}, S_{l-1}) -> (z_l, S_l[, A_l])."""
+        out = self.attention(self.norm1(z), prev_scores, return_attention)
+        z = z + self.drop_path(self.dropout(out[0]))  # Eq. 2
+        z = z + self.drop_path(self.mlp(self.norm2(z)))  # Eq. 3
+        return (z, *out[1:])
+
+
+class RealFormerViT(ViT):
+    """The ViT of ``model.py`` with every encoder layer a ``RealFormerBlock`` (same parameters, same names)."""
+
+    @staticmethod
+    def make_block(config: ViTConfig, drop_path: float) -> nn.Module:
+        return RealFormerBlock(config.hidden_dim, config.num_heads, config.mlp_dim, config.dropout,
+                               config.attn_dropout, drop_path, use_sdpa=False)
+
+    def set_use_sdpa(self, use_sdpa: bool) -> None:
+        """Residual attention needs the explicit scores, which the fused kernel never returns."""
+        if use_sdpa:
+            raise ValueError("RealFormer needs the pre-softmax scores, which the fused SDPA kernel does not return")
+
+    def forward_features(self, x: torch.Tensor, return_attention: bool = False):
+        """Images -> (LN(z_L^0) [B, D], each layer's A_l if asked); the scores S_l flow from layer to layer."""
+        z = self.embedding(x)
+        scores, attentions = None, []
+        for block in self.encoder:
+            z, scores, *weights = block(z, scores, return_attention)
+            attentions += weights
+        return self.norm(z[:, 0]), attentions

@@ -1,0 +1,96 @@
+"""A width-varying ViT: the embedding dimension grows across stages, with a linear projection between stages.
+
+The paper's ViT is a "tower": every layer has the same width D. Here the encoder is split into stages
+s = 1..S of ``stage_depths[s]`` layers of width ``stage_dims[s]``; between stages every token (class token
+included) goes through a learned linear map R^{D_s} -> R^{D_{s+1}}:
+
+    z_0 = Eq. 1 at width D_1,      stage s: Eqs. 2-3 at width D_s,      z <- z W_s + b_s between stages,
+    y = LN(z_L^0) at width D_S,    logits = y W_head                                             (Eq. 4)
+
+Head size D_h stays fixed (``head_dim``), so wider stages get more heads; each MLP is ``mlp_ratio`` x its width.
+The number of tokens never changes (unlike pooling pyramids such as PiT): only the width does. With one stage it is
+exactly the plain ViT (tests/test_width_varying.py loads a ViT's weights into it and compares logits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .block import EncoderBlock
+from .embedding import ViTEmbedding
+from .model import _init_weights
+
+
+@dataclass(frozen=True)
+class WidthVaryingConfig:
+    """Architecture of a width-varying ViT; ``stage_dims`` and ``stage_depths`` have one entry per stage."""
+
+    image_size: int = 32
+    patch_size: int = 4
+    in_channels: int = 3
+    num_classes: int = 10
+    stage_dims: tuple[int, ...] = (96, 128, 192)
+    stage_depths: tuple[int, ...] = (2, 2, 2)
+    head_dim: int = 32  # D_h, the same in every stage
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    drop_path: float = 0.0
+
+    def __post_init__(self):
+        if not self.stage_dims or len(self.stage_dims) != len(self.stage_depths):
+            raise ValueError(f"stage_dims {self.stage_dims} and stage_depths {self.stage_depths} need the same, "
+                             "non-zero length")
+        for dim in self.stage_dims:
+            if dim % self.head_dim:
+                raise ValueError(f"stage width {dim} is not divisible by head_dim {self.head_dim}")
+
+    @property
+    def num_layers(self) -> int:
+        return sum(self.stage_depths)
+
+
+class WidthVaryingViT(nn.Module):
+    """ViT whose width grows stage by stage (``WidthVaryingConfig``); same forward interface as ``model.ViT``."""
+
+    def __init__(self, config: WidthVaryingConfig | None = None):
+        super().__init__()
+        self.config = config = config or WidthVaryingConfig()
+        dims = config.stage_dims
+        self.embedding = ViTEmbedding(config.image_size, config.patch_size, config.in_channels, dims[0],
+                                      config.dropout)
+        rates = iter([config.drop_path * i / max(config.num_layers - 1, 1) for i in range(config.num_layers)])
+        self.stages = nn.ModuleList(
+            nn.ModuleList(
+                EncoderBlock(dim, dim // config.head_dim, int(dim * config.mlp_ratio), config.dropout, 0.0, next(rates))
+                for _ in range(depth)
+            )
+            for dim, depth in zip(dims, config.stage_depths)
+        )
+        self.projections = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.head = nn.Linear(dims[-1], config.num_classes)
+        self.apply(_init_weights)
+
+    def forward_features(self, x: torch.Tensor, return_attention: bool = False):
+        """Images -> (LN(z_L^0) [B, D_S], each layer's attention if asked)."""
+        z = self.embedding(x)
+        attentions = []
+        for s, stage in enumerate(self.stages):
+            if s > 0:
+                z = self.projections[s - 1](z)  # R^{D_{s-1}} -> R^{D_s}, every token
+            for block in stage:
+                if return_attention:
+                    z, weights = block(z, return_attention=True)
+                    attentions.append(weights)
+                else:
+                    z = block(z)
+        return self.norm(z[:, 0]), attentions
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """Images [B, C, H, W] -> logits [B, num_classes] (and the attention maps if asked)."""
+        y, attentions = self.forward_features(x, return_attention)
+        logits = self.head(y)
+        return (logits, attentions) if return_attention else logits
