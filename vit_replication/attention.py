@@ -39,22 +39,30 @@ class MultiHeadSelfAttention(nn.Module):
 
     def split_heads(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Eq. 5: [B, N, D] -> q, k, v, each [B, heads, N, D_h]."""
+        if z.ndim != 3 or z.shape[-1] != self.hidden_dim:
+            raise ValueError(f"expected tokens [B, N, {self.hidden_dim}], got shape {tuple(z.shape)}")
         b, n, _ = z.shape
         qkv = self.qkv(z).reshape(b, n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
         return q, k, v
 
+    def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The pre-softmax scores of Eq. 6, q k^T / sqrt(D_h), shape [B, heads, N, N]."""
+        return q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+
     def attention_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Eq. 6: A = softmax(q k^T / sqrt(D_h)), shape [B, heads, N, N]; each row sums to 1."""
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
-        return scores.softmax(dim=-1)
+        return self.scores(q, k).softmax(dim=-1)
+
+    def merge_heads(self, heads: torch.Tensor) -> torch.Tensor:
+        """Eq. 8: concatenate the heads [B, heads, N, D_h] -> [B, N, D], then project with U_msa."""
+        b, _, n, _ = heads.shape
+        return self.proj(heads.transpose(1, 2).reshape(b, n, self.hidden_dim))
 
     def forward(
         self, z: torch.Tensor, return_attention: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """[B, N, D] -> MSA(z) of shape [B, N, D] (and A of shape [B, heads, N, N] if ``return_attention``)."""
-        if z.ndim != 3 or z.shape[-1] != self.hidden_dim:
-            raise ValueError(f"expected tokens [B, N, {self.hidden_dim}], got shape {tuple(z.shape)}")
         q, k, v = self.split_heads(z)
         dropout_p = self.attn_dropout if self.training else 0.0
         weights = None
@@ -63,6 +71,5 @@ class MultiHeadSelfAttention(nn.Module):
         else:
             weights = self.attention_weights(q, k)
             heads = F.dropout(weights, dropout_p) @ v  # Eq. 7, every head at once
-        b, _, n, _ = heads.shape
-        out = self.proj(heads.transpose(1, 2).reshape(b, n, self.hidden_dim))  # concat heads, then U_msa (Eq. 8)
+        out = self.merge_heads(heads)
         return (out, weights) if return_attention else out

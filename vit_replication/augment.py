@@ -130,9 +130,12 @@ def device_loaders(
     device: torch.device | str = "cpu",
     seed: int = 0,
     padding: int = 4,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[DeviceLoader, DeviceLoader]:
-    """Preload both sets (no transforms) onto ``device``: a shuffling, augmenting training loader and an in-order
-    test loader with batches twice as large."""
-    train = DeviceLoader(*preload(train_set, device), batch_size, True, mean, std, padding, seed=seed)
+    """Preload both sets (no transforms) onto ``device``: a shuffling, augmenting training loader (this process's
+    shard under torchrun) and an in-order test loader with batches twice as large."""
+    train = DeviceLoader(*preload(train_set, device), batch_size, True, mean, std, padding, seed=seed, rank=rank,
+                         world_size=world_size)
     test = DeviceLoader(*preload(test_set, device), 2 * batch_size, False, mean, std)
     return train, test

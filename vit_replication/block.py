@@ -36,6 +36,11 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+def drop_path_rates(drop_path: float, num_layers: int) -> list[float]:
+    """Stochastic-depth rate of each layer: 0 at the first, rising linearly to ``drop_path`` at the last."""
+    return [drop_path * i / max(num_layers - 1, 1) for i in range(num_layers)]
+
+
 class EncoderBlock(nn.Module):
     """Pre-LN Transformer encoder layer: Eq. 2 (attention block) followed by Eq. 3 (MLP block)."""
 

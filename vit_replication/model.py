@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
-from .block import EncoderBlock
+from .block import EncoderBlock, drop_path_rates
 from .embedding import ViTEmbedding
 
 
@@ -70,8 +70,8 @@ class ViT(nn.Module):
         self.embedding = ViTEmbedding(
             config.image_size, config.patch_size, config.in_channels, config.hidden_dim, config.dropout
         )
-        drop_paths = [config.drop_path * i / max(config.num_layers - 1, 1) for i in range(config.num_layers)]
-        self.encoder = nn.ModuleList(self.make_block(config, p) for p in drop_paths)
+        rates = drop_path_rates(config.drop_path, config.num_layers)
+        self.encoder = nn.ModuleList(self.make_block(config, p) for p in rates)
         self.norm = nn.LayerNorm(config.hidden_dim, eps=1e-6)
         self.head = nn.Linear(config.hidden_dim, config.num_classes)
         self.apply(_init_weights)

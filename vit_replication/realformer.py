@@ -11,8 +11,6 @@ same seed it starts from the same weights (tests/test_realformer.py checks both)
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,18 +27,14 @@ class ResidualAttention(MultiHeadSelfAttention):
         self, z: torch.Tensor, prev_scores: torch.Tensor | None = None, return_attention: bool = False
     ) -> tuple[torch.Tensor, ...]:
         """z [B, N, D], S_{l-1} [B, heads, N, N] or None -> (MSA output [B, N, D], S_l[, A_l])."""
-        if z.ndim != 3 or z.shape[-1] != self.hidden_dim:
-            raise ValueError(f"expected tokens [B, N, {self.hidden_dim}], got shape {tuple(z.shape)}")
         q, k, v = self.split_heads(z)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        scores = self.scores(q, k)
         if prev_scores is not None:
             if prev_scores.shape != scores.shape:
                 raise ValueError(f"prev_scores has shape {tuple(prev_scores.shape)}, expected {tuple(scores.shape)}")
             scores = scores + prev_scores
         weights = scores.softmax(dim=-1)
-        heads = F.dropout(weights, self.attn_dropout if self.training else 0.0) @ v
-        b, _, n, _ = heads.shape
-        out = self.proj(heads.transpose(1, 2).reshape(b, n, self.hidden_dim))
+        out = self.merge_heads(F.dropout(weights, self.attn_dropout if self.training else 0.0) @ v)
         return (out, scores, weights) if return_attention else (out, scores)
 
 

@@ -79,8 +79,7 @@ def proportional_attention(
     q, k, v = attention.split_heads(z)
     bias = None if size is None else size.log()[:, None, None, :, 0]  # [B, 1, 1, N], broadcast over heads/queries
     heads = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    b, _, n, _ = heads.shape
-    return attention.proj(heads.transpose(1, 2).reshape(b, n, attention.hidden_dim)), k.mean(dim=1)
+    return attention.merge_heads(heads), k.mean(dim=1)
 
 
 class ToMeViT(nn.Module):

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
 from . import attention_maps, visualize
-from .augment import DeviceLoader, normalize, preload
+from .augment import DeviceLoader, device_loaders, normalize
 from .data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, build_transform, load_datasets, make_loader, sample_batch, subset
 from .distributed import cleanup_distributed, init_distributed
 from .engine import build_optimizer, confusion_matrix, fit, load_checkpoint, predict, set_seed, warmup_cosine
@@ -125,11 +125,8 @@ def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int
     if args.batch_size % world_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {world_size} processes")
     if args.loader == "device":
-        stats = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD}
-        train_loader = DeviceLoader(*preload(train_set, device), args.batch_size // world_size, True, **stats,
-                                    seed=args.seed, rank=rank, world_size=world_size)
-        test_loader = DeviceLoader(*preload(test_set, device), 2 * args.batch_size // world_size, False, **stats)
-        return train_loader, test_loader
+        return device_loaders(train_set, test_set, args.batch_size // world_size, CIFAR10_MEAN, CIFAR10_STD, device,
+                              args.seed, rank=rank, world_size=world_size)
     sampler = None
     if world_size > 1:
         sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=args.seed, drop_last=True)

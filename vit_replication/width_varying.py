@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .block import EncoderBlock
+from .block import EncoderBlock, drop_path_rates
 from .embedding import ViTEmbedding
 from .model import _init_weights
 
@@ -61,7 +61,7 @@ class WidthVaryingViT(nn.Module):
         dims = config.stage_dims
         self.embedding = ViTEmbedding(config.image_size, config.patch_size, config.in_channels, dims[0],
                                       config.dropout)
-        rates = iter([config.drop_path * i / max(config.num_layers - 1, 1) for i in range(config.num_layers)])
+        rates = iter(drop_path_rates(config.drop_path, config.num_layers))
         self.stages = nn.ModuleList(
             nn.ModuleList(
                 EncoderBlock(dim, dim // config.head_dim, int(dim * config.mlp_ratio), config.dropout, 0.0, next(rates))
