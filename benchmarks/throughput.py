@@ -1,5 +1,6 @@
 """Training and inference throughput (images/s) of our ViT against torchvision's VisionTransformer and a
-naive-attention version of ours (explicit Eqs. 5-8 instead of fused SDPA), at the same config, in the same run.
+naive-attention version of ours (explicit Eqs. 5-8 instead of fused SDPA), at the same config, in the same run;
+also ours in channels-last memory format, and the matmul TFLOP/s ours reaches (``vit_replication.flops``).
 
     python benchmarks/throughput.py                          # GPU if present: ViT-S/16 at 224 and the CIFAR config
     python benchmarks/throughput.py --device cpu --small     # CPU, small batches: well under a minute
@@ -23,20 +24,24 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vit_replication.engine import autocast  # noqa: E402
+from vit_replication.flops import forward_flops, training_flops  # noqa: E402
 from vit_replication.model import ViT, ViTConfig, get_config  # noqa: E402
 
 
 def build_models(config: ViTConfig) -> dict[str, nn.Module]:
-    """Ours (fused SDPA), ours with naive attention (same weights), torchvision's VisionTransformer."""
+    """Ours (fused SDPA), ours with naive attention and ours in channels-last format (same weights), torchvision's
+    VisionTransformer."""
     ours = ViT(config)
     naive = ViT(config, use_sdpa=False)
     naive.load_state_dict(ours.state_dict())
+    channels_last = ViT(config).to(memory_format=torch.channels_last)
+    channels_last.load_state_dict(ours.state_dict())
     reference = torchvision.models.VisionTransformer(
         image_size=config.image_size, patch_size=config.patch_size, num_layers=config.num_layers,
         num_heads=config.num_heads, hidden_dim=config.hidden_dim, mlp_dim=config.mlp_dim,
         num_classes=config.num_classes,
     )
-    return {"ours": ours, "naive": naive, "torchvision": reference}
+    return {"ours": ours, "naive": naive, "channels_last": channels_last, "torchvision": reference}
 
 
 def _timed(step: Callable[[], None], device: torch.device, warmup: int, steps: int) -> float:
@@ -90,8 +95,12 @@ def benchmark(name: str, batch_size: int, device: torch.device, warmup: int, ste
         results[label] = measure(model, config, batch_size, device, warmup, steps, amp)
     ratios = {f"{mode}_vs_{other}": results["ours"][mode] / results[other][mode]
               for mode in ("train", "infer") for other in ("torchvision", "naive")}
+    ratios.update({f"channels_last_{mode}": results["channels_last"][mode] / results["ours"][mode]
+                   for mode in ("train", "infer")})
+    tflops = {"train": results["ours"]["train"] * training_flops(config, 1) / 1e12,
+              "infer": results["ours"]["infer"] * forward_flops(config) / 1e12}
     return {"config": name, "image_size": config.image_size, "batch_size": batch_size, "images_per_s": results,
-            "ratios": ratios}
+            "ratios": ratios, "ours_tflops_per_s": tflops}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -123,11 +132,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         result = benchmark(name, batch_size, device, warmup, steps, args.amp, args.compile)
         all_results.append(result)
         print(f"\n{name} at {result['image_size']} px, batch {batch_size}: images/s")
-        print(f"  {'model':<12} {'train':>10} {'infer':>10}")
+        print(f"  {'model':<14} {'train':>10} {'infer':>10}")
         for label, speed in result["images_per_s"].items():
-            print(f"  {label:<12} {speed['train']:>10.1f} {speed['infer']:>10.1f}")
+            print(f"  {label:<14} {speed['train']:>10.1f} {speed['infer']:>10.1f}")
         print("  ours / torchvision: train {train_vs_torchvision:.2f}x, infer {infer_vs_torchvision:.2f}x; "
               "ours / naive: train {train_vs_naive:.2f}x, infer {infer_vs_naive:.2f}x".format(**result["ratios"]))
+        print("  channels-last / ours: train {channels_last_train:.2f}x, infer {channels_last_infer:.2f}x; "
+              .format(**result["ratios"]) + "ours reaches {train:.3g} TFLOP/s training, {infer:.3g} TFLOP/s "
+              "inference (matmuls)".format(**result["ours_tflops_per_s"]))
     if args.out:
         Path(args.out).write_text(json.dumps({"device": where, "results": all_results}, indent=1))
     return all_results

@@ -2,7 +2,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vit_replication.augment import DeviceLoader, normalize, preload, random_crop_flip
+from vit_replication.augment import (
+    DeviceLoader,
+    batch_mixing,
+    grouped_randaugment,
+    normalize,
+    preload,
+    random_crop_flip,
+)
 from vit_replication.synthetic import SyntheticShapes
 
 
@@ -81,3 +88,75 @@ def test_training_shards_of_two_processes_are_disjoint_and_cover_the_epoch():
     seen = [torch.cat([labels for _, labels in loader]).tolist() for loader in shards]
     assert len(shards[0]) == 2 and len(seen[0]) == len(seen[1]) == 6
     assert sorted(seen[0] + seen[1]) == list(range(12))
+
+
+def _distinct_labels_batch(b: int = 6, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(b, 3, size, size), torch.arange(b)  # every image's neighbour has another class
+
+
+def test_mixup_blends_each_image_with_its_neighbour_in_the_targets_proportion():
+    images, labels = _distinct_labels_batch()
+    mixed, targets = batch_mixing(10, mixup_alpha=0.8)(images, labels)
+    lam = targets[0, labels[0]]  # the image's own share; the rest goes to the neighbour's label
+    assert 0 < lam < 1 and torch.allclose(targets.sum(-1), torch.ones(6))
+    assert torch.allclose(targets, lam * F.one_hot(labels, 10) + (1 - lam) * F.one_hot(labels.roll(1), 10))
+    assert torch.allclose(mixed, lam * images + (1 - lam) * images.roll(1, 0), atol=1e-6)
+
+
+def test_cutmix_pastes_a_box_of_the_neighbour_whose_area_is_its_target_share():
+    torch.manual_seed(3)
+    images, labels = _distinct_labels_batch(size=16)
+    mixed, targets = batch_mixing(10, cutmix_alpha=1.0)(images, labels)
+    from_neighbour = (mixed == images.roll(1, 0)).all(dim=1)  # [B, H, W]: pixels taken from the neighbour
+    assert torch.equal(from_neighbour | (mixed == images).all(dim=1), torch.ones_like(from_neighbour))
+    rows, cols = from_neighbour[0].nonzero().unbind(-1)
+    box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+    assert box == rows.numel() > 0  # one rectangle, the same for the whole batch
+    assert torch.allclose(targets[:, labels.roll(1)].diagonal(), torch.full((6,), rows.numel() / 256))
+
+
+def test_both_mixes_alternate_reproducibly_and_off_means_none():
+    images, labels = _distinct_labels_batch()
+    mix = batch_mixing(10, mixup_alpha=0.8, cutmix_alpha=1.0)
+    kinds = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        first = mix(images, labels)
+        torch.manual_seed(seed)
+        second = mix(images, labels)
+        assert all(torch.equal(a, b) for a, b in zip(first, second))
+        kinds.add("cutmix" if (first[0] == images).any() else "mixup")
+    assert kinds == {"cutmix", "mixup"}
+    assert batch_mixing(10) is None
+    with pytest.raises(ValueError, match="alphas must be >= 0"):
+        batch_mixing(10, mixup_alpha=-1.0)
+
+
+def test_grouped_randaugment_draws_ops_per_group_reproducibly():
+    image = preload(SyntheticShapes(1, 32, seed=2))[0]
+    copies = image.expand(8, -1, -1, -1).contiguous()
+    torch.manual_seed(0)
+    one_group = grouped_randaugment(copies, groups=1)
+    assert one_group.dtype == torch.uint8 and one_group.shape == copies.shape
+    assert all(torch.equal(one_group[0], x) for x in one_group)  # one set of ops for the whole batch
+    changed = 0
+    for seed in range(5):
+        torch.manual_seed(seed)
+        per_image = grouped_randaugment(copies, groups=8)
+        torch.manual_seed(seed)
+        assert torch.equal(per_image, grouped_randaugment(copies, groups=8))
+        changed += sum(not torch.equal(per_image[0], x) for x in per_image[1:])
+    assert changed > 0  # eight groups draw their own ops: identical inputs come out different
+
+
+def test_device_loader_randaugments_training_batches_only():
+    images, labels = preload(SyntheticShapes(16, 16, seed=4))
+    stats = {"mean": (0.5,) * 3, "std": (0.25,) * 3}
+    plain = DeviceLoader(images, labels, 16, True, padding=0, flip=False, **stats)
+    augmented = DeviceLoader(images, labels, 16, True, padding=0, flip=False, randaugment_groups=4, **stats)
+    (x_plain, y_plain), (x_aug, y_aug) = next(iter(plain)), next(iter(augmented))  # same seed: same order
+    assert torch.equal(y_plain, y_aug) and not torch.equal(x_plain, x_aug)
+    test = DeviceLoader(images, labels, 16, False, randaugment_groups=4, **stats)
+    assert torch.equal(next(iter(test))[0], normalize(images, **stats))
+    with pytest.raises(ValueError, match="randaugment_groups must be >= 0"):
+        DeviceLoader(images, labels, 16, True, randaugment_groups=-1, **stats)

@@ -7,7 +7,7 @@ spec.loader.exec_module(throughput)
 
 
 def test_benchmark_models_compute_the_same_function():
-    """The three models timed are the same architecture: same parameter count, ours == naive numerically."""
+    """The models timed are the same architecture: same parameter count; ours == naive == channels-last."""
     import torch
 
     config = throughput.get_config("vit_cifar")
@@ -15,13 +15,19 @@ def test_benchmark_models_compute_the_same_function():
     counts = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
     assert len(set(counts.values())) == 1, counts
     x = torch.randn(2, 3, 32, 32)
-    torch.testing.assert_close(models["ours"].eval()(x), models["naive"].eval()(x), atol=1e-5, rtol=1e-5)
+    for other in ("naive", "channels_last"):
+        torch.testing.assert_close(models["ours"].eval()(x), models[other].eval()(x), atol=1e-5, rtol=1e-5)
+    assert models["channels_last"].embedding.patch_embedding.proj.weight.is_contiguous(
+        memory_format=torch.channels_last)
 
 
 def test_benchmark_runs_and_reports_ratios(tmp_path):
     results = throughput.main(["--device", "cpu", "--configs", "vit_cifar", "--batch-size", "4", "--steps", "1",
                                "--warmup", "1", "--out", str(tmp_path / "b.json")])
     ratios = results[0]["ratios"]
-    assert set(ratios) == {"train_vs_torchvision", "train_vs_naive", "infer_vs_torchvision", "infer_vs_naive"}
+    assert set(ratios) == {"train_vs_torchvision", "train_vs_naive", "infer_vs_torchvision", "infer_vs_naive",
+                           "channels_last_train", "channels_last_infer"}
+    speed = results[0]["images_per_s"]["ours"]
+    assert results[0]["ours_tflops_per_s"]["infer"] == speed["infer"] * 2 * 218_240_512 / 1e12
     assert all(r > 0 for r in ratios.values())
     assert (tmp_path / "b.json").stat().st_size > 0

@@ -107,3 +107,21 @@ def test_confusion_matrix():
     targets = torch.tensor([0, 1, 2, 2, 2, 0])
     expected = torch.tensor([[1, 0, 1], [0, 1, 0], [0, 1, 2]])
     assert torch.equal(confusion_matrix(predictions, targets, 3), expected)
+
+
+def test_one_hot_targets_from_a_batch_transform_train_exactly_like_labels(tiny_config):
+    """Soft targets reach the loss: one-hot targets (label smoothing included) give the same step as labels."""
+    train, _ = synthetic(16, build_transform(16, train=False), None, sizes=(32, 1))
+    loader = make_loader(train, 16, train=False)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    results = []
+    for transform in (None, lambda images, labels: (images, nn.functional.one_hot(labels, 10).float())):
+        torch.manual_seed(0)
+        model = ViT(tiny_config)
+        optimizer = build_optimizer(model, 1e-3)
+        stats = train_one_epoch(model, loader, optimizer, None, loss_fn, torch.device("cpu"), progress=False,
+                                batch_transform=transform)
+        results.append((stats, model.head.weight.detach().clone()))
+    (plain, plain_head), (soft, soft_head) = results
+    assert soft["loss"] == pytest.approx(plain["loss"], rel=1e-6) and soft["acc"] == plain["acc"]
+    assert torch.allclose(plain_head, soft_head, atol=1e-6)

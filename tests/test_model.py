@@ -105,3 +105,16 @@ def test_pretrained_weights_unavailable_says_so(monkeypatch):
     with pytest.raises(RuntimeError, match=r"could not get torchvision's pretrained vit_b_16 \(IMAGENET1K_V1\).*"
                                            r"Run once with internet access"):
         load_torchvision_pretrained("vit_b_16", "IMAGENET1K_V1")
+
+
+def test_channels_last_model_computes_the_same_logits(tiny_config):
+    model = ViT(tiny_config).eval()
+    channels_last = ViT(tiny_config).to(memory_format=torch.channels_last).eval()
+    channels_last.load_state_dict(model.state_dict())
+    assert channels_last.embedding.patch_embedding.proj.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(channels_last(x), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(channels_last(x.contiguous(memory_format=torch.channels_last)), expected,
+                                   atol=1e-5, rtol=1e-5)

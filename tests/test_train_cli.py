@@ -18,12 +18,17 @@ def test_cli_tiny_run_writes_history_metrics_checkpoint_and_figures(tmp_path):
     history = json.loads((tmp_path / "history.json").read_text())
     assert saved["test_acc"] == metrics["test_acc"] == history["test_acc"][-1]
     assert saved["parameters"] == 3_195_146 and saved["epochs"] == 1
+    # vit_cifar: 218.24 M multiply-accumulates per image; 64 training images (2 batches of 32) x 3 passes
+    assert saved["forward_flops_per_image"] == 2 * 218_240_512
+    assert saved["training_flops"] == 3 * 2 * 218_240_512 * 64
+    assert 0 < saved["train_seconds_this_run"] < saved["wall_seconds_this_run"]
     assert (tmp_path / "history.csv").read_text().splitlines()[0].startswith("epoch,train_loss,train_acc")
 
 
-@pytest.mark.parametrize("loader", ["dataloader", "device"])
-def test_cli_resume_equals_uninterrupted_run(tmp_path, loader):
-    args = ARGS + ["--loader", loader]
+@pytest.mark.parametrize("extra", [["--loader", "dataloader"], ["--loader", "device"],
+                                   ["--loader", "device", "--mixup", "0.8", "--cutmix", "1.0"]])
+def test_cli_resume_equals_uninterrupted_run(tmp_path, extra):
+    args = ARGS + extra
     train.main(args + ["--epochs", "2", "--out", str(tmp_path / "full")])
     train.main(args + ["--epochs", "1", "--out", str(tmp_path / "part")])
     train.main(args + ["--epochs", "2", "--out", str(tmp_path / "part"), "--resume"])
@@ -73,3 +78,19 @@ def test_load_trained_without_checkpoint_says_so_and_trains_a_quick_model(tmp_pa
     assert len(calls) == 1 and "Using the quick synthetic-shapes model" in capsys.readouterr().out
     for key, value in model.state_dict().items():
         assert torch.equal(again.state_dict()[key], value), key
+
+
+def test_cli_mixing_and_channels_last_change_the_run_as_they_should(tmp_path):
+    base = ARGS + ["--epochs", "1", "--loader", "device"]
+    train.main(base + ["--out", str(tmp_path / "plain")])
+    train.main(base + ["--channels-last", "--out", str(tmp_path / "cl")])
+    train.main(base + ["--mixup", "0.8", "--out", str(tmp_path / "mixup")])
+    plain, cl, mixup = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["model"]
+                        for d in ("plain", "cl", "mixup"))
+    # channels-last changes only how the Conv2d weight is laid out in memory, not what is computed
+    assert all(torch.allclose(plain[k], cl[k], atol=1e-5) for k in plain)
+    assert not all(torch.allclose(plain[k], mixup[k], atol=1e-3) for k in plain)  # MixUp changes the training
+    with pytest.raises(SystemExit):
+        train.main(base + ["--mixup", "nan-ish", "--out", str(tmp_path / "bad")])
+    with pytest.raises(ValueError, match="alphas must be >= 0"):
+        train.main(base + ["--cutmix", "-1", "--out", str(tmp_path / "bad")])

@@ -1,5 +1,6 @@
 """Data kept on the device, augmented there: the whole (small) dataset as one uint8 tensor, and batches that are
-shuffled, randomly cropped (reflect padding), flipped and normalised with tensor ops on the GPU (or CPU).
+shuffled, randomly cropped (reflect padding), flipped and normalised with tensor ops on the GPU (or CPU); and
+batch-level MixUp / CutMix, which mix each batch with itself on whatever device it is on.
 
 For 32x32 images the per-image CPU pipeline (decode, PIL crop, ToTensor) is slower than the model on a GPU; with
 the images preloaded once, a ``DeviceLoader`` feeds the model without any worker processes. It has the attributes
@@ -64,13 +65,23 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return (images - mean_t) / std_t
 
 
+def grouped_randaugment(images: torch.Tensor, groups: int, num_ops: int = 2, magnitude: int = 9) -> torch.Tensor:
+    """RandAugment (Cubuk et al. 2020; torchvision's ``v2.RandAugment``, the DataLoader pipeline's settings) on a
+    uint8 batch [B, C, H, W] on any device. One call draws one set of ops for a whole tensor, so the batch is split
+    into ``groups`` chunks that each draw their own ops (from the global RNG)."""
+    augment = v2.RandAugment(num_ops=num_ops, magnitude=magnitude)
+    return torch.cat([augment(chunk) for chunk in images.chunk(groups)])
+
+
 class DeviceLoader:
     """Batches of preloaded images: shuffled, cropped and flipped on the device when ``train``, in order otherwise.
 
     Iterating yields (normalised float images [B, C, H, W], labels [B]); a training epoch drops the last partial
-    batch, as ``data.make_loader`` does. With ``world_size`` > 1 (torchrun), process ``rank`` gets every
-    ``world_size``-th image of the shared shuffled order, like a DistributedSampler. ``generator`` drives
-    shuffling and augmentation; ``engine.fit`` reseeds it every epoch.
+    batch, as ``data.make_loader`` does. With ``randaugment_groups`` > 0 training batches also get RandAugment
+    (before the crop and flip, in that many chunks with their own ops; see ``grouped_randaugment``). With
+    ``world_size`` > 1 (torchrun), process ``rank`` gets every ``world_size``-th image of the shared shuffled
+    order, like a DistributedSampler. ``generator`` drives shuffling, cropping and flipping; RandAugment uses the
+    global RNG; ``engine.fit`` reseeds both every epoch.
     """
 
     def __init__(
@@ -86,18 +97,22 @@ class DeviceLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        randaugment_groups: int = 0,
     ):
         if images.ndim != 4 or images.shape[0] != labels.shape[0]:
             raise ValueError(f"need images [N, C, H, W] and labels [N], got {tuple(images.shape)}, "
                              f"{tuple(labels.shape)}")
         if batch_size < 1 or (train and batch_size > images.shape[0]):
             raise ValueError(f"batch_size {batch_size} does not fit {images.shape[0]} images")
+        if randaugment_groups < 0:
+            raise ValueError(f"randaugment_groups must be >= 0 (0: no RandAugment), got {randaugment_groups}")
         if train and padding >= min(images.shape[-2:]):
             raise ValueError(f"reflect padding {padding} must be smaller than the image size "
                              f"{tuple(images.shape[-2:])}")
         self.images, self.labels = images, labels
         self.batch_size, self.train = batch_size, train
         self.mean, self.std, self.padding, self.flip = mean, std, padding, flip
+        self.randaugment_groups = randaugment_groups
         self.rank, self.world_size = rank, world_size  # under torchrun a training epoch is sharded across processes
         self.generator = torch.Generator().manual_seed(seed)
         self.sampler = None  # engine.fit looks for sampler.set_epoch (DistributedSampler); there is none here
@@ -115,7 +130,10 @@ class DeviceLoader:
         order = order.to(self.images.device)
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            images = normalize(self.images[index], self.mean, self.std)
+            images = self.images[index]
+            if self.train and self.randaugment_groups:
+                images = grouped_randaugment(images, self.randaugment_groups)
+            images = normalize(images, self.mean, self.std)
             if self.train:
                 images = random_crop_flip(images, self.padding, self.flip, self.generator)
             yield images, self.labels[index]
@@ -132,10 +150,30 @@ def device_loaders(
     padding: int = 4,
     rank: int = 0,
     world_size: int = 1,
+    randaugment_groups: int = 0,
 ) -> tuple[DeviceLoader, DeviceLoader]:
     """Preload both sets (no transforms) onto ``device``: a shuffling, augmenting training loader (this process's
     shard under torchrun) and an in-order test loader with batches twice as large."""
     train = DeviceLoader(*preload(train_set, device), batch_size, True, mean, std, padding, seed=seed, rank=rank,
-                         world_size=world_size)
+                         world_size=world_size, randaugment_groups=randaugment_groups)
     test = DeviceLoader(*preload(test_set, device), 2 * batch_size, False, mean, std)
     return train, test
+
+
+def batch_mixing(num_classes: int, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0):
+    """MixUp (Zhang et al. 2018) and/or CutMix (Yun et al. 2019) on a whole batch, torchvision's ``v2.MixUp`` and
+    ``v2.CutMix``: (images [B, C, H, W], labels [B]) -> (mixed images, soft targets [B, num_classes]).
+
+    Each image is mixed with its neighbour in the batch (``roll(1, 0)``), by a ratio drawn from Beta(alpha, alpha):
+    MixUp blends whole images, CutMix pastes a box of the neighbour whose area share is that ratio; the targets mix
+    the two one-hot labels in the same proportion. With both alphas > 0 each batch picks one of the two at random
+    (as timm does). The random draws use the global RNG, which ``engine.fit`` reseeds every epoch. Returns None
+    when both alphas are 0.
+    """
+    if mixup_alpha < 0 or cutmix_alpha < 0:
+        raise ValueError(f"mixup and cutmix alphas must be >= 0 (0 turns one off), got {mixup_alpha}, {cutmix_alpha}")
+    mixes = [mix(alpha=alpha, num_classes=num_classes)
+             for mix, alpha in ((v2.MixUp, mixup_alpha), (v2.CutMix, cutmix_alpha)) if alpha > 0]
+    if not mixes:
+        return None
+    return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -90,15 +91,25 @@ def train_one_epoch(
     grad_clip: float | None = 1.0,
     progress: bool = True,
     description: str = "train",
+    batch_transform: Callable | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``; returns mean loss and accuracy (fraction) over the samples seen."""
+    """One pass over ``loader``; returns mean loss and accuracy (fraction) over the samples seen.
+
+    ``batch_transform`` (e.g. ``augment.batch_mixing``) maps (images, labels) on the device to (images, targets);
+    with soft targets [B, classes] a prediction counts as correct when it is the class with the largest share.
+    """
     model.train()
     totals = torch.zeros(3, device=device)  # summed loss, correct predictions, samples: kept on the device
     for images, labels in _progress(loader, description, progress):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if batch_transform is not None:
+            images, targets = batch_transform(images, labels)
+            labels = targets.argmax(dim=-1) if targets.ndim == 2 else targets
+        else:
+            targets = labels
         with autocast(device, amp):
             logits = model(images)
-            loss = loss_fn(logits, labels)
+            loss = loss_fn(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
@@ -181,8 +192,10 @@ def fit(
     log: bool = True,
     extra_state: dict | None = None,
     write_checkpoints: bool = True,
+    batch_transform: Callable | None = None,
 ) -> dict[str, list[float]]:
     """Train for ``epochs`` epochs, evaluating after each; returns the history of loss, accuracy, lr and time.
+    ``batch_transform`` is applied to every training batch on the device (see ``train_one_epoch``).
 
     With ``checkpoint_path`` a checkpoint is written after every epoch (unless ``write_checkpoints`` is False, as on
     every process but the first under torchrun); with ``resume`` training continues from it.
@@ -207,7 +220,7 @@ def fit(
         tic = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, device, amp, grad_clip,
-                                progress, f"epoch {epoch + 1}/{epochs}")
+                                progress, f"epoch {epoch + 1}/{epochs}", batch_transform)
         test = evaluate(model, test_loader, loss_fn, device, amp, progress)
         _record(history, epoch + 1, train, test, lr, time.perf_counter() - tic)
         if log:

@@ -57,6 +57,11 @@ CONFIGS: dict[str, ViTConfig] = {
         image_size=32, patch_size=4, num_classes=10, hidden_dim=256, num_layers=6, num_heads=8, mlp_dim=512,
         dropout=0.0, drop_path=0.1,
     ),
+    # ViT-S widths with the same 4x4 patches: the candidate for the fast GPU recipe (README, notebook 05).
+    "vit_s_cifar": ViTConfig(
+        image_size=32, patch_size=4, num_classes=10, hidden_dim=384, num_layers=12, num_heads=6, mlp_dim=1536,
+        dropout=0.0, drop_path=0.1,
+    ),
 }
 
 

@@ -28,10 +28,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
 from . import attention_maps, visualize
-from .augment import DeviceLoader, device_loaders, normalize
+from .augment import DeviceLoader, batch_mixing, device_loaders, normalize
 from .data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, build_transform, load_datasets, make_loader, sample_batch, subset
 from .distributed import cleanup_distributed, init_distributed
 from .engine import build_optimizer, confusion_matrix, fit, load_checkpoint, predict, set_seed, warmup_cosine
+from .flops import describe, forward_flops, training_flops
 from .model import CONFIGS, ViT, ViTConfig, config_dict, count_parameters, get_config
 
 
@@ -52,15 +53,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-epochs", type=float, default=1.0)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--drop-path", type=float, default=None, help="default: the model config's")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="MixUp Beta(alpha, alpha); 0: off")
+    p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="CutMix Beta(alpha, alpha); 0: off")
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--loader", choices=("dataloader", "device"), default="dataloader",
-                   help="device: hold the whole dataset on the device and crop/flip batches there (fast for 32x32 "
-                        "data on a GPU; no RandAugment, no --resize)")
+                   help="device: hold the whole dataset on the device and augment batches there (fast for 32x32 "
+                        "data on a GPU; no --resize)")
+    p.add_argument("--randaugment-groups", type=int, default=16,
+                   help="--loader device: chunks of a batch that draw their own RandAugment ops (default 16)")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="disable bf16 autocast on CUDA")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--channels-last", action="store_true",
+                   help="keep the model in channels-last memory format (its one 4-D weight is the Conv2d patch "
+                        "projection; PyTorch converts the images to match)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--out", default="runs/default")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -126,7 +134,8 @@ def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {world_size} processes")
     if args.loader == "device":
         return device_loaders(train_set, test_set, args.batch_size // world_size, CIFAR10_MEAN, CIFAR10_STD, device,
-                              args.seed, rank=rank, world_size=world_size)
+                              args.seed, rank=rank, world_size=world_size,
+                              randaugment_groups=args.randaugment_groups if args.randaugment else 0)
     sampler = None
     if world_size > 1:
         sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=args.seed, drop_last=True)
@@ -142,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run(args: argparse.Namespace) -> tuple[ViT, dict]:
     """The whole job for parsed ``args``; returns the trained model (of this process) and the metrics."""
+    start = time.perf_counter()  # the wall time of the whole job: data, model, compilation, training, figures
     rank, world_size, local_rank = init_distributed()
     main_process = rank == 0
     out = Path(args.out)
@@ -155,10 +165,12 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
     train_set, test_set, classes = build_data(args, image_size)
     config = get_config(args.model, num_classes=len(classes), **overrides)
     model = ViT(config).to(device)  # same seed, so the same initial weights in every process
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if main_process:
-        print(f"{args.model}: {count_parameters(model):,} parameters, {config.num_patches} patches of "
-              f"{config.patch_size}x{config.patch_size}; {len(train_set):,} train / {len(test_set):,} test images, "
-              f"{len(classes)} classes; device {device}, {world_size} process(es)")
+        print(f"{args.model}: {count_parameters(model):,} parameters, {describe(config)}, {config.num_patches} "
+              f"patches of {config.patch_size}x{config.patch_size}; {len(train_set):,} train / {len(test_set):,} "
+              f"test images, {len(classes)} classes; device {device}, {world_size} process(es)")
     train_loader, test_loader = build_loaders(args, train_set, test_set, world_size, rank, device)
     steps = args.epochs * len(train_loader)
     optimizer = build_optimizer(model, args.lr, args.weight_decay)
@@ -173,22 +185,26 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
         out / "checkpoint.pt", args.resume, args.progress and main_process, log=main_process,
         extra_state={"config": config_dict(config), "classes": classes, "dataset": args.dataset,
                      "data_dir": args.data_dir, "args": vars(args)},
-        write_checkpoints=main_process,
+        write_checkpoints=main_process, batch_transform=batch_mixing(len(classes), args.mixup, args.cutmix),
     )
     seconds = time.perf_counter() - tic
     metrics = {
         "test_acc": history["test_acc"][-1], "test_loss": history["test_loss"][-1],
         "best_test_acc": max(history["test_acc"]), "epochs": len(history["epoch"]),
         "train_seconds_this_run": seconds, "train_seconds_all_epochs": sum(history["epoch_time"]),
-        "parameters": count_parameters(model), "model": args.model, "dataset": args.dataset,
+        "parameters": count_parameters(model), "forward_flops_per_image": forward_flops(config),
+        "training_flops": training_flops(config, len(train_loader) * args.batch_size * len(history["epoch"])),
+        "model": args.model, "dataset": args.dataset,
         "device": str(device), "world_size": world_size, "args": vars(args),
     }
     if main_process:
         save_history(history, out)
         save_figures(model, history, test_loader, classes, device, out, args.amp)
+        metrics["wall_seconds_this_run"] = time.perf_counter() - start
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
         print(f"final test accuracy {metrics['test_acc']:.2%} after {metrics['epochs']} epochs "
-              f"({metrics['train_seconds_all_epochs']:.0f} s of training); outputs in {out}/")
+              f"({metrics['train_seconds_all_epochs']:.0f} s of training, {metrics['wall_seconds_this_run']:.0f} s "
+              f"for the whole run); outputs in {out}/")
     cleanup_distributed()
     return model, metrics
 
