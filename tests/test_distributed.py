@@ -33,3 +33,18 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     for key, value in checkpoint["model"].items():
         assert torch.equal(value, rank0[key]), key
+
+
+def test_torchrun_time_budget_plans_the_same_epochs_in_every_process(tmp_path):
+    """With --time-budget each process times its own steps; they must still agree on the schedule (else DDP hangs)."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
+        "--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
+        "--time-budget", "25", "--device", "cpu", "--no-progress", "--out", str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert all(torch.equal(value, rank1[key]) for key, value in rank0.items())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] >= 1 and f"{metrics['epochs']} epochs planned" in result.stdout

@@ -10,6 +10,7 @@ from vit_replication.engine import (
     fit,
     load_checkpoint,
     save_checkpoint,
+    time_steps,
     train_one_epoch,
     warmup_cosine,
 )
@@ -125,3 +126,36 @@ def test_one_hot_targets_from_a_batch_transform_train_exactly_like_labels(tiny_c
     (plain, plain_head), (soft, soft_head) = results
     assert soft["loss"] == pytest.approx(plain["loss"], rel=1e-6) and soft["acc"] == plain["acc"]
     assert torch.allclose(plain_head, soft_head, atol=1e-6)
+
+
+def test_timing_steps_leaves_training_exactly_as_it_would_have_been(tiny_config):
+    kwargs = dict(device=torch.device("cpu"), progress=False, log=False, seed=5)
+    model, optimizer, scheduler, train, test = _setup(tiny_config)
+    expected = fit(model, train, test, optimizer, scheduler, 2, **kwargs)
+
+    torch.manual_seed(0)
+    model2, optimizer2, scheduler2, train2, test2 = _setup(tiny_config)
+    before = {k: v.clone() for k, v in model2.state_dict().items()}
+    train_step, eval_step = time_steps(model2, train2, test2, optimizer2, nn.CrossEntropyLoss(), torch.device("cpu"),
+                                       steps=4, warmup=2)  # 4 > the 3 batches of an epoch: goes round again
+    assert train_step > 0 and eval_step > 0
+    assert all(torch.equal(before[k], v) for k, v in model2.state_dict().items())
+    assert optimizer2.state_dict()["state"] == {}  # AdamW's moments are gone again
+    got = fit(model2, train2, test2, optimizer2, scheduler2, 2, **kwargs)
+    got.pop("epoch_time"), expected.pop("epoch_time")
+    assert got == expected
+    for (name, a), b in zip(model.state_dict().items(), model2.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_checkpoints_every_n_epochs_and_after_the_last(tiny_config, tmp_path, monkeypatch):
+    import vit_replication.engine as engine
+
+    written = []
+    monkeypatch.setattr(engine, "save_checkpoint", lambda path, **state: written.append(state["epoch"]))
+    model, optimizer, scheduler, train, test = _setup(tiny_config)
+    fit(model, train, test, optimizer, scheduler, 3, torch.device("cpu"), progress=False, log=False,
+        checkpoint_path=tmp_path / "c.pt", checkpoint_every=2)
+    assert written == [2, 3]
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+        fit(model, train, test, optimizer, scheduler, 1, torch.device("cpu"), checkpoint_every=0)

@@ -94,3 +94,24 @@ def test_cli_mixing_and_channels_last_change_the_run_as_they_should(tmp_path):
         train.main(base + ["--mixup", "nan-ish", "--out", str(tmp_path / "bad")])
     with pytest.raises(ValueError, match="alphas must be >= 0"):
         train.main(base + ["--cutmix", "-1", "--out", str(tmp_path / "bad")])
+
+
+def test_cli_time_budget_plans_epochs_and_trains_like_a_fixed_epoch_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train, "FIGURES_SECONDS", 0.5)  # this tiny run's figures take well under a second
+    budget = train.main(ARGS + ["--time-budget", "12", "--save-every", "2", "--out", str(tmp_path / "budget")])
+    epochs = budget["epochs"]
+    assert epochs >= 2 and f"--time-budget 12 s: {epochs} epochs planned" in capsys.readouterr().out
+    fixed = train.main(ARGS + ["--epochs", str(epochs), "--out", str(tmp_path / "fixed")])
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("budget", "fixed"))
+    assert a["epoch"] == b["epoch"] == a["epochs_planned"] == epochs
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert budget["test_acc"] == fixed["test_acc"]
+    # resuming a budgeted run keeps its planned schedule (not --epochs' default of 10): nothing is left to train
+    resumed = train.main(ARGS + ["--time-budget", "12", "--resume", "--out", str(tmp_path / "budget")])
+    assert resumed["epochs"] == epochs and resumed["test_acc"] == budget["test_acc"]
+
+
+def test_cli_time_budget_too_small_says_so(tmp_path):
+    with pytest.raises(ValueError, match=r"--time-budget 0.5 s leaves -?\d+ s for training, less than one epoch"):
+        train.main(ARGS + ["--time-budget", "0.5", "--out", str(tmp_path)])

@@ -33,6 +33,13 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum of ``values`` over all processes (a no-op in a single process)."""
+    if is_distributed():
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values
+
+
 def cleanup_distributed() -> None:
     if is_distributed():
         dist.barrier()

@@ -7,12 +7,14 @@ the checkpoint of epoch k continues exactly as the uninterrupted run would (test
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -157,6 +159,55 @@ def evaluate(
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(
+    model: nn.Module,
+    train_loader: DataLoader,
+    test_loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    device: torch.device,
+    amp: bool = True,
+    grad_clip: float | None = 1.0,
+    batch_transform: Callable | None = None,
+    steps: int = 10,
+    warmup: int = 3,
+) -> tuple[float, float]:
+    """Seconds per training step and per evaluation batch, each timed over ``steps`` batches after ``warmup``
+    (where ``torch.compile`` compiles; evaluation warms up over the whole test set). Afterwards the model's weights
+    and the optimizer's state are put back as they were, so that training then starts exactly as it would have
+    without the timing (``fit`` reseeds the random generators every epoch)."""
+    weights = {k: v.clone() for k, v in unwrap(model).state_dict().items()}
+    optimizer_state = copy.deepcopy(optimizer.state_dict())
+
+    def batches(loader: DataLoader, n: int):  # n batches, going round the loader again if it has fewer
+        while n > 0:
+            for batch in islice(loader, n):
+                n -= 1
+                yield batch
+
+    def timed(run: Callable[[int], object], warmup: int) -> float:
+        run(warmup)
+        _synchronize(device)
+        tic = time.perf_counter()
+        run(steps)
+        _synchronize(device)
+        return (time.perf_counter() - tic) / steps
+
+    train_step = timed(lambda n: train_one_epoch(model, batches(train_loader, n), optimizer, None, loss_fn, device,
+                                                 amp, grad_clip, False, batch_transform=batch_transform), warmup)
+    # evaluation warms up over the whole test set, so its last, smaller batch is compiled too
+    eval_step = timed(lambda n: evaluate(model, batches(test_loader, n), loss_fn, device, amp, False),
+                      max(warmup, len(test_loader)))
+    unwrap(model).load_state_dict(weights)
+    optimizer.load_state_dict(optimizer_state)
+    return train_step, eval_step
+
+
 def save_checkpoint(path: str | Path, **state) -> None:
     """Write ``state`` with torch.save to a temporary file, then rename it over ``path`` (atomic on POSIX):
     an interrupted save never leaves a truncated checkpoint behind."""
@@ -193,13 +244,17 @@ def fit(
     extra_state: dict | None = None,
     write_checkpoints: bool = True,
     batch_transform: Callable | None = None,
+    checkpoint_every: int = 1,
 ) -> dict[str, list[float]]:
     """Train for ``epochs`` epochs, evaluating after each; returns the history of loss, accuracy, lr and time.
     ``batch_transform`` is applied to every training batch on the device (see ``train_one_epoch``).
 
-    With ``checkpoint_path`` a checkpoint is written after every epoch (unless ``write_checkpoints`` is False, as on
-    every process but the first under torchrun); with ``resume`` training continues from it.
+    With ``checkpoint_path`` a checkpoint is written after every ``checkpoint_every``-th epoch and the last (unless
+    ``write_checkpoints`` is False, as on every process but the first under torchrun); with ``resume`` training
+    continues from it.
     """
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     history: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                                                      "lr", "epoch_time")}
@@ -226,7 +281,8 @@ def fit(
         if log:
             print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train['loss']:.4f} acc {train['acc']:.2%}  "
                   f"test loss {test['loss']:.4f} acc {test['acc']:.2%}  lr {lr:.2e}  {history['epoch_time'][-1]:.1f} s")
-        if checkpoint_path is not None and write_checkpoints:
+        due = (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs
+        if checkpoint_path is not None and write_checkpoints and due:
             save_checkpoint(
                 checkpoint_path, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict() if scheduler is not None else None, epoch=epoch + 1,

@@ -4,6 +4,7 @@
     python -m vit_replication.train --dataset cifar10 --data-dir data --epochs 100 --out runs/cifar10
     python -m vit_replication.train --dataset imagefolder --data-dir data/cifar10-jpg --out runs/cifar10-jpg
     python -m vit_replication.train ... --resume          # continue from OUT/checkpoint.pt
+    python -m vit_replication.train ... --time-budget 600  # as many epochs as fit in 10 minutes, all included
     torchrun --nproc_per_node=8 -m vit_replication.train ...   # DistributedDataParallel, one process per GPU
 
 --batch-size is the global batch: under torchrun each of the N processes takes batch_size / N images per step, so
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import time
 from pathlib import Path
 
@@ -30,8 +32,19 @@ from torch.utils.data.distributed import DistributedSampler
 from . import attention_maps, visualize
 from .augment import DeviceLoader, batch_mixing, device_loaders, normalize
 from .data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, build_transform, load_datasets, make_loader, sample_batch, subset
-from .distributed import cleanup_distributed, init_distributed
-from .engine import build_optimizer, confusion_matrix, fit, load_checkpoint, predict, set_seed, warmup_cosine
+from .distributed import all_reduce_max, cleanup_distributed, init_distributed
+from .engine import (
+    build_optimizer,
+    confusion_matrix,
+    fit,
+    load_checkpoint,
+    predict,
+    save_checkpoint,
+    set_seed,
+    time_steps,
+    unwrap,
+    warmup_cosine,
+)
 from .flops import describe, forward_flops, training_flops
 from .model import CONFIGS, ViT, ViTConfig, config_dict, count_parameters, get_config
 
@@ -47,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-size", type=int, default=None, help="use a random subset of the training set")
     p.add_argument("--test-size", type=int, default=None, help="use a random subset of the test set")
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="instead of --epochs: as many epochs as fit in this wall time for the whole run, planned "
+                        "from timed training and evaluation steps (compilation included)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -72,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--out", default="runs/default")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--save-every", type=int, default=1, metavar="N",
+                   help="write the checkpoint every N epochs (and after the last)")
     return p.parse_args(argv)
 
 
@@ -144,6 +162,34 @@ def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int
     return train_loader, test_loader
 
 
+FIGURES_SECONDS = 10.0  # kept free at the end of a --time-budget run for plotting the figures
+
+
+def plan_epochs(args: argparse.Namespace, model: nn.Module, train_loader, test_loader, optimizer, loss_fn,
+                device: torch.device, batch_transform, started: float, out: Path) -> int:
+    """The number of epochs that fit in ``args.time_budget`` seconds counted from ``started``: time training and
+    evaluation steps (``engine.time_steps``, which leaves model and optimizer as they were) and a checkpoint write,
+    then divide what is left, after the final evaluation and the figures, by the time of one epoch."""
+    train_step, eval_step = time_steps(model, train_loader, test_loader, optimizer, loss_fn, device, args.amp,
+                                       args.grad_clip, batch_transform)
+    tic = time.perf_counter()
+    scratch = out / f"timing-{os.getpid()}.tmp"  # one file per process under torchrun
+    save_checkpoint(scratch, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict())
+    scratch.unlink()
+    seconds = torch.tensor([train_step, eval_step, time.perf_counter() - tic, time.perf_counter() - started],
+                           device=device)
+    # the slowest process sets the pace, and every process plans the same number of epochs
+    train_step, eval_step, save, spent = all_reduce_max(seconds).tolist()
+    evaluation = eval_step * len(test_loader)
+    epoch = train_step * len(train_loader) + evaluation + save / args.save_every
+    left = args.time_budget - spent - evaluation - FIGURES_SECONDS
+    epochs = int(left // epoch)
+    if epochs < 1:
+        raise ValueError(f"--time-budget {args.time_budget:g} s leaves {left:.0f} s for training, less than one epoch "
+                         f"(about {epoch:.1f} s): raise the budget, or use a smaller model or --train-size")
+    return epochs
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Parse the command line, train, evaluate, write the outputs; returns the final metrics."""
     return run(parse_args(argv))[1]
@@ -172,20 +218,29 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
               f"patches of {config.patch_size}x{config.patch_size}; {len(train_set):,} train / {len(test_set):,} "
               f"test images, {len(classes)} classes; device {device}, {world_size} process(es)")
     train_loader, test_loader = build_loaders(args, train_set, test_set, world_size, rank, device)
-    steps = args.epochs * len(train_loader)
     optimizer = build_optimizer(model, args.lr, args.weight_decay)
-    scheduler = warmup_cosine(optimizer, min(int(args.warmup_epochs * len(train_loader)), steps), steps)
     trained = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \
         if world_size > 1 else model
     trained = torch.compile(trained) if args.compile else trained
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    mixing = batch_mixing(len(classes), args.mixup, args.cutmix)
+    epochs = args.epochs
+    if args.time_budget and args.resume:  # the schedule was planned for the epochs the first run chose
+        epochs = load_checkpoint(out / "checkpoint.pt").get("epochs_planned", args.epochs)
+    elif args.time_budget:
+        epochs = plan_epochs(args, trained, train_loader, test_loader, optimizer, loss_fn, device, mixing, start, out)
+        if main_process:
+            print(f"--time-budget {args.time_budget:g} s: {epochs} epochs planned "
+                  f"({time.perf_counter() - start:.0f} s spent on data, model and timing)")
+    steps = epochs * len(train_loader)
+    scheduler = warmup_cosine(optimizer, min(int(args.warmup_epochs * len(train_loader)), steps), steps)
     tic = time.perf_counter()
     history = fit(
-        trained, train_loader, test_loader, optimizer, scheduler, args.epochs, device,
-        nn.CrossEntropyLoss(label_smoothing=args.label_smoothing), args.seed, args.amp, args.grad_clip,
-        out / "checkpoint.pt", args.resume, args.progress and main_process, log=main_process,
+        trained, train_loader, test_loader, optimizer, scheduler, epochs, device, loss_fn, args.seed, args.amp,
+        args.grad_clip, out / "checkpoint.pt", args.resume, args.progress and main_process, log=main_process,
         extra_state={"config": config_dict(config), "classes": classes, "dataset": args.dataset,
-                     "data_dir": args.data_dir, "args": vars(args)},
-        write_checkpoints=main_process, batch_transform=batch_mixing(len(classes), args.mixup, args.cutmix),
+                     "data_dir": args.data_dir, "args": vars(args), "epochs_planned": epochs},
+        write_checkpoints=main_process, batch_transform=mixing, checkpoint_every=args.save_every,
     )
     seconds = time.perf_counter() - tic
     metrics = {
