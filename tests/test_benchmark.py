@@ -31,3 +31,17 @@ def test_benchmark_runs_and_reports_ratios(tmp_path):
     assert results[0]["ours_tflops_per_s"]["infer"] == speed["infer"] * 2 * 218_240_512 / 1e12
     assert all(r > 0 for r in ratios.values())
     assert (tmp_path / "b.json").stat().st_size > 0
+
+
+pipeline_spec = importlib.util.spec_from_file_location(
+    "data_pipeline", Path(__file__).parents[1] / "benchmarks" / "data_pipeline.py")
+data_pipeline = importlib.util.module_from_spec(pipeline_spec)
+pipeline_spec.loader.exec_module(data_pipeline)
+
+
+def test_data_pipeline_benchmark_times_every_pipeline(tmp_path):
+    results = data_pipeline.main(["--train-size", "96", "--batch-size", "16", "--batches", "2", "--workers", "0",
+                                  "--device", "cpu", "--out", str(tmp_path / "p.json")])
+    assert set(results["images_per_s"]) == {"dataloader_0_workers", "device_loader", "device_loader_mixup_cutmix"}
+    assert all(rate > 0 for rate in results["images_per_s"].values())
+    assert results["train_images"] == 96 and (tmp_path / "p.json").stat().st_size > 0
