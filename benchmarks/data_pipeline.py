@@ -65,16 +65,18 @@ def main(argv: list[str] | None = None) -> dict:
         loader = make_loader(train, args.batch_size, True, workers)
         rates[f"dataloader_{workers}_workers"] = images_per_second(loader, args.batches, device)
         base.transform = None
-    tic = time.perf_counter()
-    images, labels = preload(train, device)
-    results["preload_seconds"] = time.perf_counter() - tic
+    for workers in args.workers:
+        tic = time.perf_counter()
+        images, labels = preload(train, device, workers)
+        results[f"preload_seconds_{workers}_workers"] = time.perf_counter() - tic
     device_loader = DeviceLoader(images, labels, args.batch_size, True, CIFAR10_MEAN, CIFAR10_STD,
                                  randaugment_groups=16)
     rates["device_loader"] = images_per_second(device_loader, args.batches, device)
     rates["device_loader_mixup_cutmix"] = images_per_second(device_loader, args.batches, device,
                                                             batch_mixing(10, 0.8, 1.0))
-    print(f"{name}: {len(train):,} training images, batch {args.batch_size}, device {device}; "
-          f"preloading took {results['preload_seconds']:.1f} s")
+    preloads = ", ".join(f"{results[f'preload_seconds_{w}_workers']:.1f} s with {w} workers" for w in args.workers)
+    print(f"{name}: {len(train):,} training images, batch {args.batch_size}, device {device}; preloading took "
+          f"{preloads}")
     for label, rate in rates.items():
         print(f"  {label:<28} {rate:>10,.0f} augmented images/s")
     if args.out:

@@ -20,6 +20,14 @@ def test_preload_stacks_uint8_images_and_labels():
     assert labels.tolist() == [dataset[i][1] for i in range(6)]
 
 
+def test_preload_in_worker_processes_gives_the_same_tensors():
+    dataset = SyntheticShapes(300, 16, seed=3)  # more than one collated batch of 256
+    images, labels = preload(dataset)
+    parallel_images, parallel_labels = preload(dataset, num_workers=2)
+    assert torch.equal(images, parallel_images) and torch.equal(labels, parallel_labels)
+    assert images.shape == (300, 3, 16, 16)
+
+
 def test_preload_rejects_transformed_datasets():
     dataset = SyntheticShapes(2, 16, transform=lambda image: torch.zeros(3, 16, 16))
     with pytest.raises(ValueError, match="expects uint8 images"):

@@ -112,6 +112,8 @@ def test_cli_time_budget_plans_epochs_and_trains_like_a_fixed_epoch_run(tmp_path
     assert resumed["epochs"] == epochs and resumed["test_acc"] == budget["test_acc"]
 
 
-def test_cli_time_budget_too_small_says_so(tmp_path):
+def test_cli_time_budget_too_small_and_bad_save_every_say_so(tmp_path):
     with pytest.raises(ValueError, match=r"--time-budget 0.5 s leaves -?\d+ s for training, less than one epoch"):
         train.main(ARGS + ["--time-budget", "0.5", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="--save-every must be >= 1, got 0"):
+        train.main(ARGS + ["--time-budget", "60", "--save-every", "0", "--out", str(tmp_path)])

@@ -13,24 +13,28 @@ from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 
-def preload(dataset: Dataset, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Every item of ``dataset`` (PIL images or uint8 tensors, no transform) as uint8 images [N, C, H, W] and
-    labels [N] on ``device``."""
+def _uint8_batch(items: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate (PIL image or uint8 tensor, label) pairs into uint8 images [B, C, H, W] and labels [B]."""
     to_image = v2.ToImage()
-    images, labels = [], []
-    for image, label in (dataset[i] for i in range(len(dataset))):
-        image = to_image(image)
-        if image.dtype != torch.uint8:
-            raise ValueError(f"preload expects uint8 images (no transform on the dataset), got {image.dtype}")
-        images.append(image.as_subclass(torch.Tensor))
-        labels.append(label)
-    if not images:
+    images = [to_image(image).as_subclass(torch.Tensor) for image, _ in items]
+    if any(image.dtype != torch.uint8 for image in images):
+        raise ValueError(f"preload expects uint8 images (no transform on the dataset), got {images[0].dtype}")
+    return torch.stack(images), torch.tensor([label for _, label in items])
+
+
+def preload(dataset: Dataset, device: torch.device | str = "cpu",
+            num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every item of ``dataset`` (PIL images or uint8 tensors, no transform) as uint8 images [N, C, H, W] and
+    labels [N] on ``device``, decoded in ``num_workers`` worker processes (0: in this one)."""
+    if len(dataset) == 0:
         raise ValueError("preload got an empty dataset")
-    return torch.stack(images).to(device), torch.tensor(labels, device=device)
+    loader = DataLoader(dataset, batch_size=256, num_workers=num_workers, collate_fn=_uint8_batch)
+    images, labels = zip(*loader)
+    return torch.cat(images).to(device), torch.cat(labels).to(device)
 
 
 def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -151,12 +155,14 @@ def device_loaders(
     rank: int = 0,
     world_size: int = 1,
     randaugment_groups: int = 0,
+    num_workers: int = 0,
 ) -> tuple[DeviceLoader, DeviceLoader]:
-    """Preload both sets (no transforms) onto ``device``: a shuffling, augmenting training loader (this process's
-    shard under torchrun) and an in-order test loader with batches twice as large."""
-    train = DeviceLoader(*preload(train_set, device), batch_size, True, mean, std, padding, seed=seed, rank=rank,
-                         world_size=world_size, randaugment_groups=randaugment_groups)
-    test = DeviceLoader(*preload(test_set, device), 2 * batch_size, False, mean, std)
+    """Preload both sets (no transforms; decoded in ``num_workers`` processes) onto ``device``: a shuffling,
+    augmenting training loader (this process's shard under torchrun) and an in-order test loader with batches
+    twice as large."""
+    train = DeviceLoader(*preload(train_set, device, num_workers), batch_size, True, mean, std, padding, seed=seed,
+                         rank=rank, world_size=world_size, randaugment_groups=randaugment_groups)
+    test = DeviceLoader(*preload(test_set, device, num_workers), 2 * batch_size, False, mean, std)
     return train, test
 
 

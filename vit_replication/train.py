@@ -77,7 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "data on a GPU; no --resize)")
     p.add_argument("--randaugment-groups", type=int, default=16,
                    help="--loader device: chunks of a batch that draw their own RandAugment ops (default 16)")
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="DataLoader worker processes (with --loader device: for decoding the images once)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="disable bf16 autocast on CUDA")
@@ -153,7 +154,8 @@ def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int
     if args.loader == "device":
         return device_loaders(train_set, test_set, args.batch_size // world_size, CIFAR10_MEAN, CIFAR10_STD, device,
                               args.seed, rank=rank, world_size=world_size,
-                              randaugment_groups=args.randaugment_groups if args.randaugment else 0)
+                              randaugment_groups=args.randaugment_groups if args.randaugment else 0,
+                              num_workers=args.num_workers)
     sampler = None
     if world_size > 1:
         sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=args.seed, drop_last=True)
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
 def run(args: argparse.Namespace) -> tuple[ViT, dict]:
     """The whole job for parsed ``args``; returns the trained model (of this process) and the metrics."""
     start = time.perf_counter()  # the wall time of the whole job: data, model, compilation, training, figures
+    if args.save_every < 1:
+        raise ValueError(f"--save-every must be >= 1, got {args.save_every}")
     rank, world_size, local_rank = init_distributed()
     main_process = rank == 0
     out = Path(args.out)
