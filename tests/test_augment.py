@@ -98,6 +98,15 @@ def test_training_shards_of_two_processes_are_disjoint_and_cover_the_epoch():
     assert sorted(seen[0] + seen[1]) == list(range(12))
 
 
+def test_test_shards_of_three_processes_cover_the_set_once_in_order():
+    images = torch.randint(0, 256, (11, 3, 4, 4), dtype=torch.uint8)
+    shards = [DeviceLoader(images, torch.arange(11), 2, False, (0,) * 3, (1,) * 3, rank=r, world_size=3)
+              for r in range(3)]
+    seen = [torch.cat([labels for _, labels in loader]).tolist() for loader in shards]
+    assert seen == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8]]  # no padding: 11 images are seen once
+    assert [len(loader) for loader in shards] == [2, 2, 2]
+
+
 def _distinct_labels_batch(b: int = 6, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(b, 3, size, size), torch.arange(b)  # every image's neighbour has another class
 

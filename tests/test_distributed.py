@@ -5,6 +5,9 @@ from pathlib import Path
 
 import torch
 
+from vit_replication import train
+from vit_replication.data import make_loader
+from vit_replication.engine import evaluate
 from vit_replication.model import ViT, get_config
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -33,6 +36,15 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     for key, value in checkpoint["model"].items():
         assert torch.equal(value, rank0[key]), key
+    # each process evaluated half of the test set; the summed result equals one process evaluating all of it
+    args = train.parse_args(command[command.index("--dataset"):])
+    _, test_set, _ = train.build_data(args, 32)
+    model = ViT(get_config("vit_cifar", num_classes=10))
+    model.load_state_dict(rank0)
+    whole = evaluate(model, make_loader(test_set, 64, False), torch.nn.CrossEntropyLoss(label_smoothing=0.1),
+                     torch.device("cpu"), progress=False)
+    assert metrics["test_acc"] == whole["acc"]
+    assert abs(metrics["test_loss"] - whole["loss"]) < 1e-5
 
 
 def test_torchrun_time_budget_plans_the_same_epochs_in_every_process(tmp_path):

@@ -84,8 +84,8 @@ class DeviceLoader:
     batch, as ``data.make_loader`` does. With ``randaugment_groups`` > 0 training batches also get RandAugment
     (before the crop and flip, in that many chunks with their own ops; see ``grouped_randaugment``). With
     ``world_size`` > 1 (torchrun), process ``rank`` gets every ``world_size``-th image of the shared shuffled
-    order, like a DistributedSampler. ``generator`` drives shuffling, cropping and flipping; RandAugment uses the
-    global RNG; ``engine.fit`` reseeds both every epoch.
+    order, like a DistributedSampler (of the set in order when not ``train``). ``generator`` drives shuffling,
+    cropping and flipping; RandAugment uses the global RNG; ``engine.fit`` reseeds both every epoch.
     """
 
     def __init__(
@@ -123,14 +123,16 @@ class DeviceLoader:
 
     def __len__(self) -> int:
         n = self.images.shape[0]
-        return n // self.world_size // self.batch_size if self.train else -(-n // self.batch_size)
+        if self.train:
+            return n // self.world_size // self.batch_size
+        return -(-len(range(self.rank, n, self.world_size)) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = self.images.shape[0]
         if self.train:  # every process draws the same permutation and takes its own equal-sized shard of it
             order = torch.randperm(n, generator=self.generator)[self.rank::self.world_size][:n // self.world_size]
-        else:
-            order = torch.arange(n)
+        else:  # every world_size-th image, in order: the shards cover the set once, without padding
+            order = torch.arange(self.rank, n, self.world_size)
         order = order.to(self.images.device)
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
@@ -158,11 +160,12 @@ def device_loaders(
     num_workers: int = 0,
 ) -> tuple[DeviceLoader, DeviceLoader]:
     """Preload both sets (no transforms; decoded in ``num_workers`` processes) onto ``device``: a shuffling,
-    augmenting training loader (this process's shard under torchrun) and an in-order test loader with batches
-    twice as large."""
+    augmenting training loader and an in-order test loader with batches twice as large (each this process's shard
+    under torchrun)."""
     train = DeviceLoader(*preload(train_set, device, num_workers), batch_size, True, mean, std, padding, seed=seed,
                          rank=rank, world_size=world_size, randaugment_groups=randaugment_groups)
-    test = DeviceLoader(*preload(test_set, device, num_workers), 2 * batch_size, False, mean, std)
+    test = DeviceLoader(*preload(test_set, device, num_workers), 2 * batch_size, False, mean, std, rank=rank,
+                        world_size=world_size)
     return train, test
 
 

@@ -146,16 +146,18 @@ def evaluate(
     model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device, amp: bool = True,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Mean loss and accuracy (fraction) of ``model`` on ``loader``."""
+    """Mean loss and accuracy (fraction) of ``model`` on ``loader``. Under torchrun each process evaluates its own
+    shard of the test set and the sums are added over the processes."""
     model.eval()
-    total_loss, correct, seen = 0.0, 0, 0
+    totals = torch.zeros(3, device=device)  # summed loss, correct predictions, samples: no sync per batch
     for images, labels in _progress(loader, "eval", progress):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast(device, amp):
             logits = model(images)
-        total_loss += loss_fn(logits.float(), labels).item() * labels.shape[0]
-        correct += (logits.argmax(dim=-1) == labels).sum().item()
-        seen += labels.shape[0]
+        totals[0] += loss_fn(logits.float(), labels) * labels.shape[0]
+        totals[1] += (logits.argmax(dim=-1) == labels).sum()
+        totals[2] += labels.shape[0]
+    total_loss, correct, seen = all_reduce_sum(totals).tolist()
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
 
 

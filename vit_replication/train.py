@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from . import attention_maps, visualize
@@ -148,7 +149,8 @@ def save_figures(model: ViT, history: dict, test_loader, classes: list[str], dev
 
 def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int, rank: int,
                   device: torch.device | str = "cpu"):
-    """Loaders; under torchrun each process gets a shard of batch_size / world_size images per step."""
+    """Loaders; under torchrun each process gets a shard of batch_size / world_size images per training step and
+    every world_size-th test image."""
     if args.batch_size % world_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {world_size} processes")
     if args.loader == "device":
@@ -160,8 +162,17 @@ def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int
     if world_size > 1:
         sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=args.seed, drop_last=True)
     train_loader = make_loader(train_set, args.batch_size // world_size, True, args.num_workers, sampler, args.seed)
-    test_loader = make_loader(test_set, 2 * args.batch_size // world_size, False, args.num_workers)
+    test_shard = Subset(test_set, range(rank, len(test_set), world_size)) if world_size > 1 else test_set
+    test_loader = make_loader(test_shard, 2 * args.batch_size // world_size, False, args.num_workers)
     return train_loader, test_loader
+
+
+def whole_test_loader(args: argparse.Namespace, test_loader, test_set):
+    """The test loader over the whole test set (for the figures), when ``test_loader`` is one process's shard."""
+    if isinstance(test_loader, DeviceLoader):
+        return DeviceLoader(test_loader.images, test_loader.labels, 2 * args.batch_size, False, CIFAR10_MEAN,
+                            CIFAR10_STD)
+    return make_loader(test_set, 2 * args.batch_size, False, args.num_workers)
 
 
 FIGURES_SECONDS = 10.0  # kept free at the end of a --time-budget run for plotting the figures
@@ -258,7 +269,8 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
     }
     if main_process:
         save_history(history, out)
-        save_figures(model, history, test_loader, classes, device, out, args.amp)
+        figures_loader = whole_test_loader(args, test_loader, test_set) if world_size > 1 else test_loader
+        save_figures(model, history, figures_loader, classes, device, out, args.amp)
         metrics["wall_seconds_this_run"] = time.perf_counter() - start
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
         print(f"final test accuracy {metrics['test_acc']:.2%} after {metrics['epochs']} epochs "
