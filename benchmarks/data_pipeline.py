@@ -58,13 +58,12 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"dataset": name, "train_images": len(train), "batch_size": args.batch_size, "device": str(device),
                "images_per_s": {}}
     rates = results["images_per_s"]
-    augmenting = build_transform(32, train=True)
+    base = getattr(train, "dataset", train)  # under a subset
+    base.transform = build_transform(32, train=True)  # the DataLoader pipeline decodes and augments on the CPU
     for workers in args.workers:
-        base = getattr(train, "dataset", train)
-        base.transform = augmenting  # the DataLoader pipeline decodes and augments every image on the CPU
         loader = make_loader(train, args.batch_size, True, workers)
         rates[f"dataloader_{workers}_workers"] = images_per_second(loader, args.batches, device)
-        base.transform = None
+    base.transform = None  # preload takes the raw images
     for workers in args.workers:
         tic = time.perf_counter()
         images, labels = preload(train, device, workers)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_replication.engine import autocast  # noqa: E402
+from vit_replication.engine import autocast, seconds_per_step  # noqa: E402
 from vit_replication.flops import forward_flops, training_flops  # noqa: E402
 from vit_replication.model import ViT, ViTConfig, get_config  # noqa: E402
 
@@ -42,19 +41,6 @@ def build_models(config: ViTConfig) -> dict[str, nn.Module]:
         num_classes=config.num_classes,
     )
     return {"ours": ours, "naive": naive, "channels_last": channels_last, "torchvision": reference}
-
-
-def _timed(step: Callable[[], None], device: torch.device, warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    tic = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - tic
 
 
 def measure(model: nn.Module, config: ViTConfig, batch_size: int, device: torch.device, warmup: int, steps: int,
@@ -78,11 +64,14 @@ def measure(model: nn.Module, config: ViTConfig, batch_size: int, device: torch.
         with autocast(device, amp):
             model(images)
 
+    def repeat(step: Callable[[], None]) -> Callable[[int], None]:
+        return lambda n: [step() for _ in range(n)]
+
     model.train()
-    train_seconds = _timed(train_step, device, warmup, steps)
+    train_seconds = seconds_per_step(repeat(train_step), device, warmup, steps)
     model.eval()
-    infer_seconds = _timed(infer_step, device, warmup, steps)
-    return {"train": batch_size * steps / train_seconds, "infer": batch_size * steps / infer_seconds}
+    infer_seconds = seconds_per_step(repeat(infer_step), device, warmup, steps)
+    return {"train": batch_size / train_seconds, "infer": batch_size / infer_seconds}
 
 
 def benchmark(name: str, batch_size: int, device: torch.device, warmup: int, steps: int, amp: bool,

@@ -161,9 +161,17 @@ def evaluate(
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
 
 
-def _synchronize(device: torch.device) -> None:
+def seconds_per_step(run: Callable[[int], object], device: torch.device, warmup: int, steps: int) -> float:
+    """Wall seconds per step of ``run(n)``, which performs n steps: timed over ``steps`` after ``warmup`` (where
+    ``torch.compile`` compiles), waiting for the GPU to finish before reading the clock."""
+    run(warmup)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    tic = time.perf_counter()
+    run(steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - tic) / steps
 
 
 def time_steps(
@@ -192,19 +200,13 @@ def time_steps(
                 n -= 1
                 yield batch
 
-    def timed(run: Callable[[int], object], warmup: int) -> float:
-        run(warmup)
-        _synchronize(device)
-        tic = time.perf_counter()
-        run(steps)
-        _synchronize(device)
-        return (time.perf_counter() - tic) / steps
-
-    train_step = timed(lambda n: train_one_epoch(model, batches(train_loader, n), optimizer, None, loss_fn, device,
-                                                 amp, grad_clip, False, batch_transform=batch_transform), warmup)
+    train_step = seconds_per_step(
+        lambda n: train_one_epoch(model, batches(train_loader, n), optimizer, None, loss_fn, device, amp, grad_clip,
+                                  False, batch_transform=batch_transform),
+        device, warmup, steps)
     # evaluation warms up over the whole test set, so its last, smaller batch is compiled too
-    eval_step = timed(lambda n: evaluate(model, batches(test_loader, n), loss_fn, device, amp, False),
-                      max(warmup, len(test_loader)))
+    eval_step = seconds_per_step(lambda n: evaluate(model, batches(test_loader, n), loss_fn, device, amp, False),
+                                 device, max(warmup, len(test_loader)), steps)
     unwrap(model).load_state_dict(weights)
     optimizer.load_state_dict(optimizer_state)
     return train_step, eval_step
