@@ -5,7 +5,8 @@ also ours in channels-last memory format, and the matmul TFLOP/s ours reaches (`
     python benchmarks/throughput.py                          # GPU if present: ViT-S/16 at 224 and the CIFAR config
     python benchmarks/throughput.py --device cpu --small     # CPU, small batches: well under a minute
 
-bf16 autocast on CUDA (``--no-amp`` to disable), ``--compile`` to torch.compile every model.
+``--precision`` as in training (auto: bf16 on recent GPUs, fp16 on older ones, fp32 on CPU), ``--compile`` to
+torch.compile every model.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_replication.engine import autocast, seconds_per_step  # noqa: E402
 from vit_replication.flops import forward_flops, training_flops  # noqa: E402
 from vit_replication.model import ViT, ViTConfig, get_config  # noqa: E402
+from vit_replication.precision import PRECISIONS, autocast, grad_scaler, resolve_precision  # noqa: E402
+from vit_replication.timing import seconds_per_step  # noqa: E402
 
 
 def build_models(config: ViTConfig) -> dict[str, nn.Module]:
@@ -44,24 +46,26 @@ def build_models(config: ViTConfig) -> dict[str, nn.Module]:
 
 
 def measure(model: nn.Module, config: ViTConfig, batch_size: int, device: torch.device, warmup: int, steps: int,
-            amp: bool) -> dict[str, float]:
+            precision: str) -> dict[str, float]:
     """Images/s for a training step (forward, backward, AdamW) and for inference (forward under no_grad)."""
     model = model.to(device)
     images = torch.randn(batch_size, 3, config.image_size, config.image_size, device=device)
     labels = torch.randint(0, config.num_classes, (batch_size,), device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = nn.CrossEntropyLoss()
+    scaler = grad_scaler(device, precision)
 
     def train_step() -> None:
-        with autocast(device, amp):
+        with autocast(device, precision):
             loss = loss_fn(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
     @torch.no_grad()
     def infer_step() -> None:
-        with autocast(device, amp):
+        with autocast(device, precision):
             model(images)
 
     def repeat(step: Callable[[], None]) -> Callable[[int], None]:
@@ -74,14 +78,14 @@ def measure(model: nn.Module, config: ViTConfig, batch_size: int, device: torch.
     return {"train": batch_size / train_seconds, "infer": batch_size / infer_seconds}
 
 
-def benchmark(name: str, batch_size: int, device: torch.device, warmup: int, steps: int, amp: bool,
+def benchmark(name: str, batch_size: int, device: torch.device, warmup: int, steps: int, precision: str,
               compile_models: bool) -> dict:
-    config = get_config(name, num_classes=10 if name == "vit_cifar" else 1000)
+    config = get_config(name)  # the CIFAR configs have 10 classes, the ImageNet ones 1000
     torch.manual_seed(0)
     results = {}
     for label, model in build_models(config).items():
         model = torch.compile(model) if compile_models else model
-        results[label] = measure(model, config, batch_size, device, warmup, steps, amp)
+        results[label] = measure(model, config, batch_size, device, warmup, steps, precision)
     ratios = {f"{mode}_vs_{other}": results["ours"][mode] / results[other][mode]
               for mode in ("train", "infer") for other in ("torchvision", "naive")}
     ratios.update({f"channels_last_{mode}": results["channels_last"][mode] / results["ours"][mode]
@@ -100,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--small", action="store_true", help="small batches and few steps (the CPU default)")
-    p.add_argument("--no-amp", dest="amp", action="store_false")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     return p.parse_args(argv)
@@ -114,11 +118,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                       for c in args.configs]
     steps, warmup = args.steps or (3 if small else 20), args.warmup or (2 if small else 5)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {where}; torch {torch.__version__}; amp {args.amp and device.type == 'cuda'}; "
+    precision = resolve_precision(args.precision, device)
+    print(f"device: {where}; torch {torch.__version__}; precision {precision}; "
           f"compile {args.compile}; {steps} timed steps after {warmup} warm-up")
     all_results = []
     for name, batch_size in zip(args.configs, batch_sizes):
-        result = benchmark(name, batch_size, device, warmup, steps, args.amp, args.compile)
+        result = benchmark(name, batch_size, device, warmup, steps, precision, args.compile)
         all_results.append(result)
         print(f"\n{name} at {result['image_size']} px, batch {batch_size}: images/s")
         print(f"  {'model':<14} {'train':>10} {'infer':>10}")

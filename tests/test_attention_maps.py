@@ -68,3 +68,13 @@ def test_mean_attention_distance_known_cases():
     centres = torch.tensor([[r, c] for r in range(3) for c in range(3)], dtype=torch.float32) * 4
     expected = centres.norm(dim=1).mean()
     torch.testing.assert_close(mean_attention_distance([to_corner], 4), expected.reshape(1, 1))
+
+
+def test_uniform_attention_distance_is_what_uniform_attention_measures():
+    from vit_replication.attention_maps import mean_attention_distance, uniform_attention_distance
+
+    uniform = torch.full((2, 3, 1 + 16, 1 + 16), 1 / 17)  # every token attends to every token equally
+    measured = mean_attention_distance([uniform], patch_size=4)
+    torch.testing.assert_close(measured, torch.full((1, 3), uniform_attention_distance(4, 4)))
+    assert uniform_attention_distance(1, 4) == 0.0 and uniform_attention_distance(2, 1) == pytest.approx(
+        (0 + 1 + 1 + 2**0.5) / 4)

@@ -4,6 +4,7 @@ import torchvision
 from PIL import Image
 
 from vit_replication import data
+from vit_replication.errors import UserError
 from vit_replication.synthetic import SHAPES, SyntheticShapes, shape_mask
 
 
@@ -88,10 +89,25 @@ def test_image_folder_loads_train_and_test(tmp_path):
     assert train[0][0].shape == (3, 32, 32)
 
 
-def test_image_folder_missing_split_message(tmp_path):
+def test_image_folder_missing_split_never_falls_back(tmp_path, capsys):
     (tmp_path / "train").mkdir()
-    with pytest.raises(data.DatasetUnavailable, match=r"no test folder in .*needs .*/test/<class>/\*\.jpg"):
-        data.load_datasets("imagefolder", tmp_path, fallback=False)
+    with pytest.raises(UserError, match=r"no test folder in .*needs .*/test/<class>/\*\.jpg \(check --data-dir\)"):
+        data.load_datasets("imagefolder", tmp_path)  # fallback=True: a local folder the user named never falls back
+    assert capsys.readouterr().out == ""
+
+
+def test_normalization_is_per_dataset():
+    shapes = SyntheticShapes(50)
+    mean, std = data.normalization("synthetic", shapes)
+    pixels = torch.stack([image for image, _ in shapes]).float() / 255  # all 50 images, computed independently
+    torch.testing.assert_close(torch.tensor(mean), pixels.mean(dim=(0, 2, 3)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.tensor(std), pixels.permute(1, 0, 2, 3).flatten(1).std(1), atol=1e-4, rtol=0)
+    assert data.describe_source(data.subset(shapes, 10)) == "SyntheticShapes"
+
+
+def test_train_transform_augments_before_cropping():
+    names = [type(step).__name__ for step in data.build_transform(32, train=True).transforms]
+    assert names[:4] == ["ToImage", "RandAugment", "RandomCrop", "RandomHorizontalFlip"]  # as DeviceLoader does
 
 
 def test_unknown_dataset():

@@ -11,6 +11,33 @@ from vit_replication.engine import evaluate
 from vit_replication.model import ViT, get_config
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
+DRAWS_WORKER = Path(__file__).with_name("ddp_draws_worker.py")
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def test_torchrun_ranks_share_the_shuffle_but_draw_their_own_augmentation(tmp_path):
+    """2 gloo processes: their shards of an epoch are disjoint and together the epoch's permutation; their crops,
+    flips, RandAugment ops and global-RNG draws (MixUp, CutMix, drop-path) differ."""
+    result = subprocess.run(TORCHRUN + [str(DRAWS_WORKER), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = torch.load(tmp_path / "draws0.pt"), torch.load(tmp_path / "draws1.pt")
+    permutation = torch.randperm(64, generator=torch.Generator().manual_seed(3 * 1000 + 2))  # seed 3, epoch 2
+    assert torch.equal(torch.sort(torch.cat([a["order"], b["order"]])).values, torch.arange(64))
+    assert torch.equal(a["order"], permutation[0::2]) and torch.equal(b["order"], permutation[1::2])
+    assert not torch.equal(a["global"], b["global"])
+    assert a["images"].shape == b["images"].shape and not torch.allclose(a["images"], b["images"])
+
+
+def test_torchrun_resume_equals_an_uninterrupted_run(tmp_path):
+    args = ["--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32", "--device",
+            "cpu", "--no-progress", "--loader", "device", "--mixup", "0.8", "--drop-path", "0.1"]
+    for argv in (["--epochs", "2", "--out", str(tmp_path / "full")], ["--epochs", "1", "--out", str(tmp_path / "p")],
+                 ["--epochs", "2", "--out", str(tmp_path / "p"), "--resume"]):
+        result = subprocess.run(TORCHRUN + [str(WORKER)] + args + argv, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    full, resumed = torch.load(tmp_path / "full" / "rank1.pt"), torch.load(tmp_path / "p" / "rank1.pt")
+    for key, value in full.items():
+        assert torch.equal(value, resumed[key]), key
 
 
 def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
@@ -38,11 +65,11 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
         assert torch.equal(value, rank0[key]), key
     # each process evaluated half of the test set; the summed result equals one process evaluating all of it
     args = train.parse_args(command[command.index("--dataset"):])
-    _, test_set, _ = train.build_data(args, 32)
+    _, test_set, _, _ = train.build_data(args, 32)
     model = ViT(get_config("vit_cifar", num_classes=10))
     model.load_state_dict(rank0)
-    whole = evaluate(model, make_loader(test_set, 64, False), torch.nn.CrossEntropyLoss(label_smoothing=0.1),
-                     torch.device("cpu"), progress=False)
+    whole = evaluate(model, make_loader(test_set, 64, False), torch.nn.CrossEntropyLoss(), torch.device("cpu"),
+                     progress=False)  # the reported test loss is the plain cross-entropy
     assert metrics["test_acc"] == whole["acc"]
     assert abs(metrics["test_loss"] - whole["loss"]) < 1e-5
 
@@ -52,7 +79,7 @@ def test_torchrun_time_budget_plans_the_same_epochs_in_every_process(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
         "--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
-        "--time-budget", "25", "--device", "cpu", "--no-progress", "--out", str(tmp_path),
+        "--time-budget", "40", "--device", "cpu", "--no-progress", "--out", str(tmp_path),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -60,3 +60,67 @@ def test_wrong_image_size_and_rank():
         embed(torch.randn(2, 3, 32, 32))
     with pytest.raises(ValueError, match=r"expected a batch of images \[B, C, H, W\]"):
         embed(torch.randn(3, 16, 16))
+
+
+def test_resampled_position_embedding_matches_torch_bicubic_on_the_grid():
+    """Sec. 3.2: E_pos is resized as an image of the patch grid; the class token's row stays as it is."""
+    from vit_replication.embedding import resample_position_embedding
+
+    pos = torch.randn(1, 1 + 8 * 8, 6)
+    out = resample_position_embedding(pos, 4)
+    assert out.shape == (1, 1 + 16, 6) and torch.equal(out[:, 0], pos[:, 0])
+    grid = pos[0, 1:].reshape(8, 8, 6).permute(2, 0, 1)[None]  # independent reshape: [1, D, 8, 8]
+    expected = torch.nn.functional.interpolate(grid, size=(4, 4), mode="bicubic", antialias=True)
+    torch.testing.assert_close(out[0, 1:], expected[0].permute(1, 2, 0).reshape(16, 6))
+    assert resample_position_embedding(pos, 8) is pos
+
+
+def test_model_at_another_resolution_equals_a_model_built_for_it(tiny_config):
+    """A dynamic-size ViT fed 8x8 images computes what a ViT built for 8x8 computes with the interpolated E_pos."""
+    from dataclasses import replace
+
+    from vit_replication.embedding import resample_position_embedding
+    from vit_replication.model import ViT
+
+    torch.manual_seed(0)
+    dynamic = ViT(replace(tiny_config, dynamic_image_size=True)).eval()  # built for 16x16: a 4x4 grid
+    small = ViT(replace(tiny_config, image_size=8)).eval()  # 2x2 grid
+    state = dict(dynamic.state_dict())
+    state["embedding.position_embedding"] = resample_position_embedding(state["embedding.position_embedding"], 2)
+    small.load_state_dict(state)
+    x = torch.randn(3, 3, 8, 8)
+    torch.testing.assert_close(dynamic(x), small(x))
+    with pytest.raises(ValueError, match="expected images of 16x16 pixels, got 8x8"):
+        ViT(tiny_config)(x)  # without dynamic_image_size the size is checked as before
+    with pytest.raises(ValueError, match="square images whose side is divisible by the patch size 4, got 10x10"):
+        dynamic(torch.randn(1, 3, 10, 10))
+
+
+def test_patch_dropout_keeps_the_class_token_and_a_random_subset_while_training_only():
+    from vit_replication.embedding import PatchDropout
+
+    drop = PatchDropout(0.5)
+    z = torch.arange(2 * 9 * 1, dtype=torch.float32).reshape(2, 9, 1)  # class token + 8 patches, values = ids
+    out = drop.train()(z)
+    assert out.shape == (2, 1 + 4, 1) and torch.equal(out[:, 0], z[:, 0])
+    for b in range(2):
+        kept = out[b, 1:, 0]
+        assert len(set(kept.tolist())) == 4 and set(kept.tolist()) <= set(z[b, 1:, 0].tolist())
+    assert torch.equal(drop.eval()(z), z)  # off in eval
+    with pytest.raises(ValueError, match=r"patch dropout must be in \[0, 1\), got 1.0"):
+        PatchDropout(1.0)
+
+
+def test_gap_pooling_averages_the_patch_tokens(tiny_config):
+    from dataclasses import replace
+
+    from vit_replication.model import ViT
+
+    torch.manual_seed(0)
+    model = ViT(replace(tiny_config, pool="gap")).eval()
+    x = torch.randn(2, 3, 16, 16)
+    z = model.embedding(x)
+    for block in model.encoder:
+        z = block(z)
+    expected = model.head(model.norm(z[:, 1:].mean(dim=1)))  # paper App. D.3: GAP instead of the class token
+    torch.testing.assert_close(model(x), expected)

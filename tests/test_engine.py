@@ -2,19 +2,13 @@ import pytest
 import torch
 from torch import nn
 
+from vit_replication.checkpoint import load_checkpoint, save_checkpoint
 from vit_replication.data import build_transform, make_loader, synthetic
-from vit_replication.engine import (
-    build_optimizer,
-    confusion_matrix,
-    evaluate,
-    fit,
-    load_checkpoint,
-    save_checkpoint,
-    time_steps,
-    train_one_epoch,
-    warmup_cosine,
-)
+from vit_replication.engine import confusion_matrix, evaluate, fit, train_one_epoch
+from vit_replication.errors import UserError
 from vit_replication.model import ViT
+from vit_replication.optim import build_optimizer, warmup_cosine
+from vit_replication.timing import time_steps
 
 
 def test_warmup_cosine_schedule():
@@ -80,8 +74,12 @@ def test_checkpoint_round_trip_and_missing_file(tmp_path):
     save_checkpoint(tmp_path / "sub" / "c.pt", epoch=3, weights=torch.arange(4))
     state = load_checkpoint(tmp_path / "sub" / "c.pt")
     assert state["epoch"] == 3 and torch.equal(state["weights"], torch.arange(4))
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+    with pytest.raises(UserError, match="no checkpoint at .*nothing.pt"):
         load_checkpoint(tmp_path / "nothing.pt")
+    whole = (tmp_path / "sub" / "c.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UserError, match=r"cut.pt is not a readable checkpoint .*it may be truncated"):
+        load_checkpoint(tmp_path / "cut.pt")
     with pytest.raises(ValueError, match="resume=True needs a checkpoint_path"):
         fit(nn.Linear(1, 1), [], [], torch.optim.SGD(nn.Linear(1, 1).parameters(), 0.1), None, 1,
             torch.device("cpu"), resume=True)

@@ -3,6 +3,7 @@ import torch
 import torchvision
 
 from vit_replication.convert import convert_torchvision_state_dict, vit_from_torchvision
+from vit_replication.download import DownloadError
 from vit_replication.model import CONFIGS, ViT, count_parameters, create_vit, expected_num_parameters, get_config
 
 
@@ -102,8 +103,8 @@ def test_pretrained_weights_unavailable_says_so(monkeypatch):
         raise OSError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(torchvision.models, "vit_b_16", offline)
-    with pytest.raises(RuntimeError, match=r"could not get torchvision's pretrained vit_b_16 \(IMAGENET1K_V1\).*"
-                                           r"Run once with internet access"):
+    with pytest.raises(DownloadError, match=r"torchvision's pretrained vit_b_16 \(IMAGENET1K_V1\) could not be "
+                                            r"downloaded \(OSError: .*\); run once with internet access"):
         load_torchvision_pretrained("vit_b_16", "IMAGENET1K_V1")
 
 

@@ -103,6 +103,6 @@ def test_download_offline_fails_in_one_clear_line(tmp_path, monkeypatch):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
-    with pytest.raises(RuntimeError, match=r"could not download https://storage.googleapis.com/vit_models/"
-                                           r"imagenet21k/ViT-B_16.npz .*run once with internet access"):
+    with pytest.raises(RuntimeError, match=r"https://storage.googleapis.com/vit_models/imagenet21k/ViT-B_16.npz "
+                                           r"could not be downloaded .*run once with internet access"):
         download_npz("ViT-B_16", "imagenet21k", tmp_path)

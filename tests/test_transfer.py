@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from vit_replication import transfer
+from vit_replication.download import DownloadError
 from vit_replication.model import ViT
 
 
@@ -24,14 +25,16 @@ def test_features_plus_head_equal_the_full_model(tiny_config):
 
 def test_offline_backbone_says_so_and_falls_back_to_random_weights(monkeypatch, capsys):
     def offline(name, weights):
-        raise RuntimeError(f"could not get torchvision's pretrained {name} ({weights}): URLError: offline")
+        raise DownloadError(f"torchvision's pretrained {name} ({weights}) could not be downloaded (URLError: "
+                            "offline); run once with internet access")
 
     monkeypatch.setattr(transfer, "load_torchvision_pretrained", offline)
     monkeypatch.setattr(transfer, "create_vit", lambda name: ("random", name))
     model, pretrained = transfer.pretrained_backbone("vit_b_16")
     assert model == ("random", "vit_b_16") and pretrained is False
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "could not get torchvision's pretrained vit_b_16" in out and "random weights" in out
+    assert out.count("\n") == 1 and "random weights" in out
+    assert "pretrained vit_b_16 (IMAGENET1K_V1) could not be downloaded" in out
 
 
 def test_transfer_transform_gives_square_normalised_images():

@@ -8,4 +8,7 @@ compared by ``compare``.
 
 from .model import CONFIGS, ViT, ViTConfig, create_vit
 
-__all__ = ["CONFIGS", "ViT", "ViTConfig", "create_vit"]
+# The GitHub repository the notebooks' Colab badges and setup cells name (tests/test_notebooks.py checks they agree).
+REPOSITORY = "vit-replication/vit_replication"
+
+__all__ = ["CONFIGS", "REPOSITORY", "ViT", "ViTConfig", "create_vit"]

@@ -92,3 +92,11 @@ def mean_attention_distance(attentions: list[torch.Tensor], patch_size: int) -> 
         patch_attention = patch_attention / patch_attention.sum(-1, keepdim=True)  # renormalise without the class token
         result.append((patch_attention * distances.to(attention.device)).sum(-1).mean(dim=(0, 2)))
     return torch.stack(result).cpu()
+
+
+def uniform_attention_distance(grid_size: int, patch_size: int) -> float:
+    """The mean attention distance of a head that attends to every patch equally: the reference that separates
+    local heads (below it) from global ones (near it) on a ``grid_size`` x ``grid_size`` grid of patches."""
+    rows, cols = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
+    centres = torch.stack([rows.flatten(), cols.flatten()], dim=1).float() * patch_size
+    return torch.cdist(centres, centres).mean().item()

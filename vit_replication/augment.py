@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from .distributed import rank_seed
+
 
 def _uint8_batch(items: list) -> tuple[torch.Tensor, torch.Tensor]:
     """Collate (PIL image or uint8 tensor, label) pairs into uint8 images [B, C, H, W] and labels [B]."""
@@ -84,8 +86,10 @@ class DeviceLoader:
     batch, as ``data.make_loader`` does. With ``randaugment_groups`` > 0 training batches also get RandAugment
     (before the crop and flip, in that many chunks with their own ops; see ``grouped_randaugment``). With
     ``world_size`` > 1 (torchrun), process ``rank`` gets every ``world_size``-th image of the shared shuffled
-    order, like a DistributedSampler (of the set in order when not ``train``). ``generator`` drives shuffling,
-    cropping and flipping; RandAugment uses the global RNG; ``engine.fit`` reseeds both every epoch.
+    order, like a DistributedSampler (of the set in order when not ``train``). ``generator`` drives the shuffle,
+    which every process shares; ``augment_generator`` the crops and flips, and RandAugment the global RNG, which
+    are each process's own; ``engine.fit`` reseeds all three every epoch (``reseed``). Setting
+    ``image_size`` resizes training batches after the crop (a low-resolution phase of training); None: as stored.
     """
 
     def __init__(
@@ -118,8 +122,22 @@ class DeviceLoader:
         self.mean, self.std, self.padding, self.flip = mean, std, padding, flip
         self.randaugment_groups = randaugment_groups
         self.rank, self.world_size = rank, world_size  # under torchrun a training epoch is sharded across processes
+        self.image_size: int | None = None
         self.generator = torch.Generator().manual_seed(seed)
+        self.augment_generator = torch.Generator().manual_seed(rank_seed(seed, rank))
         self.sampler = None  # engine.fit looks for sampler.set_epoch (DistributedSampler); there is none here
+
+    def reseed(self, shuffle_seed: int, augment_seed: int) -> None:
+        """Seed the shared shuffle and this process's crops and flips (``engine.fit`` does so every epoch)."""
+        self.generator.manual_seed(shuffle_seed)
+        self.augment_generator.manual_seed(augment_seed)
+
+    def epoch_order(self) -> torch.Tensor:
+        """The indices of the images this process takes this epoch, in order (draws from ``generator``)."""
+        n = self.images.shape[0]
+        if self.train:  # every process draws the same permutation and takes its own equal-sized shard of it
+            return torch.randperm(n, generator=self.generator)[self.rank::self.world_size][:n // self.world_size]
+        return torch.arange(self.rank, n, self.world_size)  # every world_size-th image, in order
 
     def __len__(self) -> int:
         n = self.images.shape[0]
@@ -128,12 +146,7 @@ class DeviceLoader:
         return -(-len(range(self.rank, n, self.world_size)) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = self.images.shape[0]
-        if self.train:  # every process draws the same permutation and takes its own equal-sized shard of it
-            order = torch.randperm(n, generator=self.generator)[self.rank::self.world_size][:n // self.world_size]
-        else:  # every world_size-th image, in order: the shards cover the set once, without padding
-            order = torch.arange(self.rank, n, self.world_size)
-        order = order.to(self.images.device)
+        order = self.epoch_order().to(self.images.device)
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
             images = self.images[index]
@@ -141,7 +154,10 @@ class DeviceLoader:
                 images = grouped_randaugment(images, self.randaugment_groups)
             images = normalize(images, self.mean, self.std)
             if self.train:
-                images = random_crop_flip(images, self.padding, self.flip, self.generator)
+                images = random_crop_flip(images, self.padding, self.flip, self.augment_generator)
+                if self.image_size is not None and self.image_size != images.shape[-1]:
+                    images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear",
+                                           antialias=True, align_corners=False)
             yield images, self.labels[index]
 
 

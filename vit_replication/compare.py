@@ -12,9 +12,11 @@ import torch
 from torch import nn
 
 from .augment import DeviceLoader, device_loaders
-from .data import CIFAR10_MEAN, CIFAR10_STD, load_datasets, subset
-from .engine import build_optimizer, fit, set_seed, warmup_cosine
+from .data import load_datasets, normalization, subset
+from .engine import fit, set_seed
 from .model import count_parameters
+from .optim import training_setup
+from .timing import seconds_per_step
 
 
 def comparison_loaders(
@@ -29,8 +31,8 @@ def comparison_loaders(
     sizes = (train_size or 5000, test_size or 1000)
     train_set, test_set, classes = load_datasets(dataset, data_dir, 32, None, None, synthetic_sizes=sizes, seed=seed)
     train_set, test_set = subset(train_set, train_size, seed), subset(test_set, test_size, seed)
-    train_loader, test_loader = device_loaders(train_set, test_set, batch_size, CIFAR10_MEAN, CIFAR10_STD, device,
-                                               seed)
+    train_loader, test_loader = device_loaders(train_set, test_set, batch_size, *normalization(dataset, train_set),
+                                               device, seed)
     return train_loader, test_loader, classes
 
 
@@ -51,13 +53,12 @@ def train_variant(
     """Seed, build, train and evaluate one variant; returns its name, model, parameter count, history and times."""
     set_seed(seed)
     model = build().to(device)
-    steps = epochs * len(train_loader)
-    optimizer = build_optimizer(model, lr, weight_decay)
-    scheduler = warmup_cosine(optimizer, min(warmup_epochs * len(train_loader), steps), steps)
+    optimizer, scheduler, loss_fn = training_setup(model, lr, epochs, len(train_loader), warmup_epochs,
+                                                   weight_decay, label_smoothing)
     print(f"{name}: {count_parameters(model):,} parameters")
     tic = time.perf_counter()
-    history = fit(model, train_loader, test_loader, optimizer, scheduler, epochs, device,
-                  nn.CrossEntropyLoss(label_smoothing=label_smoothing), seed, progress=progress)
+    history = fit(model, train_loader, test_loader, optimizer, scheduler, epochs, device, loss_fn, seed,
+                  progress=progress)
     return {
         "name": name, "model": model.eval(), "parameters": count_parameters(model), "history": history,
         "seconds": time.perf_counter() - tic, "test_acc": history["test_acc"][-1],
@@ -70,17 +71,8 @@ def train_variant(
 def inference_throughput(model: nn.Module, images: torch.Tensor, repeats: int = 3, warmup: int = 1) -> float:
     """Images per second of ``model`` on the batch ``images`` (best of ``repeats`` timed passes)."""
     model.eval()
-    for _ in range(warmup):
-        model(images)
-    best = float("inf")
-    for _ in range(repeats):
-        if images.is_cuda:
-            torch.cuda.synchronize()
-        tic = time.perf_counter()
-        model(images)
-        if images.is_cuda:
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - tic)
+    run = lambda n: [model(images) for _ in range(n)]  # noqa: E731
+    best = min(seconds_per_step(run, images.device, warmup if i == 0 else 0, 1) for i in range(repeats))
     return images.shape[0] / best
 
 

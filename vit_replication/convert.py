@@ -12,6 +12,7 @@ import re
 import torch
 from torch import nn
 
+from .download import fetch
 from .model import ViT, ViTConfig
 
 _LAYER_RENAMES = {
@@ -82,18 +83,11 @@ def vit_from_torchvision(model: nn.Module) -> ViT:
 def load_torchvision_pretrained(name: str = "vit_b_16", weights: str = "IMAGENET1K_V1") -> ViT:
     """Download torchvision's pretrained weights (e.g. ViT-B/16 IMAGENET1K_V1) and load them into our ViT.
 
-    Raises ``RuntimeError`` with one clear line when the weights cannot be had (no network, no cached file).
+    Raises ``DownloadError`` with one clear line when the weights cannot be had (no network, no cached file).
     """
     import torchvision
 
-    from .data import network_timeout
-
-    try:
-        with network_timeout(30):
-            model = getattr(torchvision.models, name)(weights=weights)
-    except Exception as err:  # urllib errors, hash mismatches, unknown names
-        raise RuntimeError(
-            f"could not get torchvision's pretrained {name} ({weights}): {type(err).__name__}: {err}. "
-            "Run once with internet access (weights are cached in ~/.cache/torch/hub/checkpoints)"
-        ) from err
+    model = fetch(f"torchvision's pretrained {name} ({weights})", "run once with internet access (weights are "
+                  "cached in ~/.cache/torch/hub/checkpoints)",
+                  lambda: getattr(torchvision.models, name)(weights=weights))
     return vit_from_torchvision(model)

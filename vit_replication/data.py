@@ -1,15 +1,14 @@
 """Datasets and transforms: CIFAR-10 (torchvision), any ImageFolder (e.g. pizza_steak_sushi), and the package's
 own synthetic shapes, which need no download.
 
-When a real dataset cannot be had, ``load_datasets`` says so in one line, tells how to get it, and (unless told
-not to) falls back to the synthetic set, so notebooks never hang or fail obscurely offline.
+When a dataset that has to be downloaded cannot be, ``load_datasets`` says so in one line, tells how to get it, and
+(unless told not to) falls back to the synthetic set, so notebooks never hang or fail obscurely offline. A local
+folder the user named (``imagefolder``) never falls back: its absence is an error that names it.
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,6 +16,8 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from .download import DownloadError, fetch
+from .errors import UserError
 from .synthetic import SyntheticShapes
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -25,7 +26,7 @@ PIZZA_STEAK_SUSHI_URL = "https://github.com/mrdbourke/pytorch-deep-learning/raw/
 DATASETS = ("cifar10", "imagefolder", "pizza_steak_sushi", "synthetic")
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(DownloadError):
     """A real dataset is neither on disk nor downloadable; the message says how to get it."""
 
 
@@ -37,46 +38,44 @@ def build_transform(
     resize: bool = False,
     randaugment: bool = True,
 ) -> v2.Compose:
-    """Train: random crop (padded, or random-resized when ``resize``), horizontal flip, RandAugment;
-    test: resize + centre crop when ``resize``. Both end in float conversion and normalisation."""
+    """Train: RandAugment, then a random crop (padded, or random-resized when ``resize``) and a horizontal flip (the
+    order ``augment.DeviceLoader`` uses too); test: resize + centre crop when ``resize``. Both end in float
+    conversion and normalisation."""
     steps: list[Callable] = [v2.ToImage()]
     if train:
+        if randaugment:
+            steps.append(v2.RandAugment(num_ops=2, magnitude=9))
         if resize:
             steps.append(v2.RandomResizedCrop(image_size, scale=(0.35, 1.0), antialias=True))
         else:
             steps.append(v2.RandomCrop(image_size, padding=image_size // 8, padding_mode="reflect"))
         steps.append(v2.RandomHorizontalFlip())
-        if randaugment:
-            steps.append(v2.RandAugment(num_ops=2, magnitude=9))
     elif resize:
         steps += [v2.Resize(int(image_size * 256 / 224), antialias=True), v2.CenterCrop(image_size)]
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     return v2.Compose(steps)
 
 
-@contextmanager
-def network_timeout(seconds: float):
-    """Bound every socket operation, so a download on a closed network fails instead of hanging."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
 def cifar10(root: str | Path, train_transform=None, test_transform=None, download: bool = True):
     """CIFAR-10 train and test sets from ``root`` (torchvision's ``cifar-10-batches-py``), downloading if needed."""
+    def load():
+        return tuple(torchvision.datasets.CIFAR10(str(root), train=split, download=download, transform=transform)
+                     for split, transform in ((True, train_transform), (False, test_transform)))
+
+    return fetch(f"CIFAR-10 is not in {root} and", "run once with internet access, or copy cifar-10-batches-py into "
+                 "that folder", load, DatasetUnavailable)
+
+
+def read_image(path: str):
+    """An RGB PIL image; an unreadable or truncated file is a ``UserError`` that names it."""
+    from PIL import Image
+
     try:
-        with network_timeout(30):
-            train = torchvision.datasets.CIFAR10(str(root), train=True, transform=train_transform, download=download)
-            test = torchvision.datasets.CIFAR10(str(root), train=False, transform=test_transform, download=download)
-    except Exception as err:  # URLError, socket timeouts, checksum or missing-file errors
-        raise DatasetUnavailable(
-            f"CIFAR-10 is not in {root} and could not be downloaded ({type(err).__name__}: {err}); "
-            "run once with internet access, or copy cifar-10-batches-py into that folder"
-        ) from err
-    return train, test
+        with open(path, "rb") as f:
+            image = Image.open(f)
+            return image.convert("RGB")
+    except OSError as err:
+        raise UserError(f"cannot read image {path} ({err}); replace or delete that file") from err
 
 
 def image_folder(root: str | Path, train_transform=None, test_transform=None):
@@ -84,12 +83,17 @@ def image_folder(root: str | Path, train_transform=None, test_transform=None):
     root = Path(root)
     missing = [split for split in ("train", "test") if not (root / split).is_dir()]
     if missing:
-        raise DatasetUnavailable(
+        raise UserError(
             f"no {' and '.join(missing)} folder in {root}: an ImageFolder dataset needs "
-            f"{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg"
+            f"{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg (check --data-dir)"
         )
-    train = torchvision.datasets.ImageFolder(str(root / "train"), transform=train_transform)
-    test = torchvision.datasets.ImageFolder(str(root / "test"), transform=test_transform)
+    try:
+        train = torchvision.datasets.ImageFolder(str(root / "train"), train_transform, loader=read_image)
+        test = torchvision.datasets.ImageFolder(str(root / "test"), test_transform, loader=read_image)
+    except FileNotFoundError as err:  # a split with no class folders or no images
+        raise UserError(f"{root}: {err}") from err
+    if train.classes != test.classes:
+        raise UserError(f"{root}: train/ and test/ have different class folders ({train.classes} vs {test.classes})")
     return train, test
 
 
@@ -97,16 +101,9 @@ def pizza_steak_sushi(root: str | Path, train_transform=None, test_transform=Non
     """The 3-class food subset of Food-101 used by popular ViT tutorials, downloaded into ``root`` if needed."""
     folder = Path(root) / "pizza_steak_sushi"
     if not (folder / "train").is_dir() and download:
-        try:
-            with network_timeout(30):
-                torchvision.datasets.utils.download_and_extract_archive(
-                    PIZZA_STEAK_SUSHI_URL, download_root=str(root), extract_root=str(folder)
-                )
-        except Exception as err:
-            raise DatasetUnavailable(
-                f"pizza_steak_sushi is not in {folder} and could not be downloaded ({type(err).__name__}: {err}); "
-                f"run once with internet access, or unzip {PIZZA_STEAK_SUSHI_URL} there"
-            ) from err
+        fetch(f"pizza_steak_sushi is not in {folder} and", f"run once with internet access, or unzip "
+              f"{PIZZA_STEAK_SUSHI_URL} there", lambda: torchvision.datasets.utils.download_and_extract_archive(
+                  PIZZA_STEAK_SUSHI_URL, download_root=str(root), extract_root=str(folder)), DatasetUnavailable)
     return image_folder(folder, train_transform, test_transform)
 
 
@@ -123,16 +120,17 @@ def load_datasets(
     """(train set, test set, class names) for ``name`` in DATASETS.
 
     ``root`` is the download folder (cifar10, pizza_steak_sushi) or the dataset folder itself (imagefolder).
-    With ``fallback``, an unavailable real dataset is replaced by ``synthetic_sizes`` synthetic images (10 classes,
-    like CIFAR-10) after one printed line that says why and how to get the real data.
+    With ``fallback``, a dataset that could not be downloaded is replaced by ``synthetic_sizes`` synthetic images
+    (10 classes, like CIFAR-10) after one printed line that says why and how to get the real data; an ImageFolder
+    that is not there is always an error. ``describe_source(train)`` tells what was really loaded.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     try:
+        if name == "imagefolder":  # a local folder: never replaced by anything else
+            return (*image_folder(root, train_transform, test_transform), _classes_of(root))
         if name == "cifar10":
             train, test = cifar10(root, train_transform, test_transform)
-        elif name == "imagefolder":
-            train, test = image_folder(root, train_transform, test_transform)
         elif name == "pizza_steak_sushi":
             train, test = pizza_steak_sushi(root, train_transform, test_transform)
         else:
@@ -143,6 +141,78 @@ def load_datasets(
         print(f"{err}. Using the package's synthetic shapes instead.")
         train, test = synthetic(image_size, train_transform, test_transform, synthetic_sizes, seed)
     return train, test, list(train.classes)
+
+
+def _classes_of(root: str | Path) -> list[str]:
+    return sorted(entry.name for entry in Path(root, "train").iterdir() if entry.is_dir())
+
+
+def find_cifar10(root: str | Path = "data") -> tuple[str, Path]:
+    """(dataset name, folder) for ``load_datasets``: the ImageFolder copy of CIFAR-10 in ``root/cifar10-jpg`` when it
+    is there (``train/<class>/``, ``test/<class>/``), else torchvision's CIFAR-10 in ``root`` (downloaded once)."""
+    jpg = Path(root) / "cifar10-jpg"
+    return ("imagefolder", jpg) if (jpg / "test").is_dir() else ("cifar10", Path(root))
+
+
+def cifar10_check_subset(source: str | Path, every: int = 10) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Every ``every``-th image (in sorted path order) of the test split of an ImageFolder copy of CIFAR-10, as uint8
+    images [N, 3, 32, 32], labels [N] and class names: a fixed subset on which the shipped model's accuracy is
+    stored and checked. ``source`` is the folder with ``test/`` or a .tar.gz of it (read without extracting)."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    def decode(raw: bytes) -> torch.Tensor:
+        return v2.functional.pil_to_tensor(Image.open(io.BytesIO(raw)).convert("RGB"))
+
+    source = Path(source)
+    if source.is_dir():
+        paths = sorted(source.glob("test/*/*.jpg"))
+        items = [(path.parent.name, path.read_bytes()) for path in paths[::every]]
+    else:
+        with tarfile.open(source) as archive:
+            members = sorted((m for m in archive.getmembers() if m.isfile() and m.name.lstrip("./").startswith(
+                "test/")), key=lambda m: m.name.lstrip("./"))
+            items = [(Path(m.name).parent.name, archive.extractfile(m).read()) for m in members[::every]]
+    if not items:
+        raise UserError(f"no test/<class>/*.jpg images in {source}")
+    classes = sorted({name for name, _ in items})
+    images = torch.stack([decode(raw) for _, raw in items])
+    return images, torch.tensor([classes.index(name) for name, _ in items]), classes
+
+
+def describe_source(dataset: Dataset) -> str:
+    """What a dataset really is, e.g. 'ImageFolder data/cifar10-jpg/train' or 'SyntheticShapes' (for metrics)."""
+    inner = getattr(dataset, "dataset", dataset)
+    root = getattr(inner, "root", None)
+    return type(inner).__name__ + (f" {root}" if root and not isinstance(inner, SyntheticShapes) else "")
+
+
+def channel_statistics(dataset: Dataset, max_images: int = 2000, seed: int = 0) -> tuple[tuple, tuple]:
+    """Per-channel mean and standard deviation of the pixels (scaled to [0, 1]) of up to ``max_images`` items of a
+    dataset without transforms (PIL images or uint8 tensors), chosen at random (fixed by ``seed``)."""
+    count = min(max_images, len(dataset))
+    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count].tolist()
+    to_image = v2.ToImage()
+    pixels = torch.cat([to_image(dataset[i][0]).flatten(1).float() / 255 for i in indices], dim=1)
+    return tuple(round(v, 4) for v in pixels.mean(1).tolist()), tuple(round(v, 4) for v in pixels.std(1).tolist())
+
+
+def normalization(name: str, train_set: Dataset) -> tuple[tuple, tuple]:
+    """(mean, std) to normalise ``name``'s images with: the published statistics for CIFAR-10 and for photos
+    (ImageNet's, for pizza_steak_sushi), measured on the training set (no transforms) for the others."""
+    if name == "cifar10" and describe_source(train_set).startswith("CIFAR10"):
+        return CIFAR10_MEAN, CIFAR10_STD
+    if name == "pizza_steak_sushi" and describe_source(train_set).startswith("ImageFolder"):
+        return IMAGENET_MEAN, IMAGENET_STD
+    return channel_statistics(train_set)
+
+
+def set_transforms(train_set: Dataset, test_set: Dataset, train_transform, test_transform) -> None:
+    """Attach transforms to datasets built without them (through a ``Subset`` too)."""
+    for dataset, transform in ((train_set, train_transform), (test_set, test_transform)):
+        getattr(dataset, "dataset", dataset).transform = transform
 
 
 def synthetic(image_size: int, train_transform, test_transform, sizes: tuple[int, int] = (5000, 1000), seed: int = 0):

@@ -22,6 +22,12 @@ def init_distributed() -> tuple[int, int, int]:
     return dist.get_rank(), world_size, local_rank
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """A seed of process ``rank``'s own, derived from a shared ``seed`` (like nanoGPT's seed + rank): rank 0 keeps
+    ``seed``. The offset is a large prime, since PyTorch's CPU generator uses only the low 32 bits of a seed."""
+    return (seed + 1_000_003 * rank) % 2**32
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 

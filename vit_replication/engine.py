@@ -1,20 +1,16 @@
-"""Training and evaluation: AdamW, linear warm-up + cosine decay, label smoothing, gradient clipping,
-mixed precision on CUDA, per-epoch history, atomic checkpoints and exact resume.
+"""The training loop: one epoch of steps (mixed precision, loss scaling for fp16, gradient clipping), evaluation,
+prediction, and ``fit``, which runs the epochs with per-epoch history, checkpoints and exact resume. The recipe it is
+given (optimizer, schedule, loss) comes from ``optim``; checkpoints are written by ``checkpoint``.
 
-Every epoch reseeds the global RNG and the training loader's generator from (seed, epoch), so a run resumed from
-the checkpoint of epoch k continues exactly as the uninterrupted run would (tests/test_engine.py checks it).
+Every epoch reseeds the global RNG and the training loader's generators from (seed, epoch, rank), so a run resumed
+from the checkpoint of epoch k continues exactly as the uninterrupted run would (tests/test_engine.py checks it).
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import os
 import random
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
-from itertools import islice
 from pathlib import Path
 
 import torch
@@ -22,7 +18,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .distributed import all_reduce_sum
+from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import all_reduce_sum, rank_seed
+from .optim import build_optimizer, warmup_cosine  # noqa: F401  (the recipe's pieces, as notebook 05 calls them)
+from .precision import autocast, grad_scaler, resolve_precision
 
 PROGRESS_INTERVAL = 2.0  # seconds between progress-bar updates: keeps notebook outputs small
 
@@ -44,44 +43,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, betas=(0.9, 0.999)) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only (not on biases, LayerNorms, class token, positions)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        is_matrix = param.ndim >= 2 and name.endswith("weight")  # Linear and Conv2d weights
-        (decay if is_matrix else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = all(p.is_cuda for p in decay + no_decay) and bool(decay + no_decay)
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
-
-
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Learning rate rising linearly over ``warmup_steps``, then following a cosine to ``min_lr_ratio`` x peak."""
-    if total_steps <= 0 or not 0 <= warmup_steps <= total_steps:
-        raise ValueError(
-            f"need 0 <= warmup_steps <= total_steps and total_steps > 0, got {warmup_steps}, {total_steps}"
-        )
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA (no loss scaling needed); a no-op on CPU or when disabled."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -89,17 +50,20 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     loss_fn: nn.Module,
     device: torch.device,
-    amp: bool = True,
+    precision: str = "fp32",
     grad_clip: float | None = 1.0,
     progress: bool = True,
     description: str = "train",
     batch_transform: Callable | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss and accuracy (fraction) over the samples seen.
 
     ``batch_transform`` (e.g. ``augment.batch_mixing``) maps (images, labels) on the device to (images, targets);
     with soft targets [B, classes] a prediction counts as correct when it is the class with the largest share.
+    ``precision`` is a resolved one (``resolve_precision``); fp16 needs a ``scaler`` (``grad_scaler``).
     """
+    scaler = scaler or grad_scaler(device, precision)
     model.train()
     totals = torch.zeros(3, device=device)  # summed loss, correct predictions, samples: kept on the device
     for images, labels in _progress(loader, description, progress):
@@ -109,14 +73,16 @@ def train_one_epoch(
             labels = targets.argmax(dim=-1) if targets.ndim == 2 else targets
         else:
             targets = labels
-        with autocast(device, amp):
+        with autocast(device, precision):
             logits = model(images)
             loss = loss_fn(logits, targets)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if grad_clip:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         if scheduler is not None:
             scheduler.step()
         totals[0] += loss.detach().float() * labels.shape[0]
@@ -128,13 +94,13 @@ def train_one_epoch(
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = True, progress: bool = False
+    model: nn.Module, loader: DataLoader, device: torch.device, precision: str = "fp32", progress: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax probabilities [N, classes] and targets [N] for every sample of ``loader`` (on the CPU)."""
     model.eval()
     probs, targets = [], []
     for images, labels in _progress(loader, "predict", progress):
-        with autocast(device, amp):
+        with autocast(device, precision):
             logits = model(images.to(device, non_blocking=True))
         probs.append(logits.float().softmax(dim=-1).cpu())
         targets.append(labels)
@@ -143,7 +109,7 @@ def predict(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device, amp: bool = True,
+    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device, precision: str = "fp32",
     progress: bool = True,
 ) -> dict[str, float]:
     """Mean loss and accuracy (fraction) of ``model`` on ``loader``. Under torchrun each process evaluates its own
@@ -152,81 +118,13 @@ def evaluate(
     totals = torch.zeros(3, device=device)  # summed loss, correct predictions, samples: no sync per batch
     for images, labels in _progress(loader, "eval", progress):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with autocast(device, amp):
+        with autocast(device, precision):
             logits = model(images)
         totals[0] += loss_fn(logits.float(), labels) * labels.shape[0]
         totals[1] += (logits.argmax(dim=-1) == labels).sum()
         totals[2] += labels.shape[0]
     total_loss, correct, seen = all_reduce_sum(totals).tolist()
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
-
-
-def seconds_per_step(run: Callable[[int], object], device: torch.device, warmup: int, steps: int) -> float:
-    """Wall seconds per step of ``run(n)``, which performs n steps: timed over ``steps`` after ``warmup`` (where
-    ``torch.compile`` compiles), waiting for the GPU to finish before reading the clock."""
-    run(warmup)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    tic = time.perf_counter()
-    run(steps)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - tic) / steps
-
-
-def time_steps(
-    model: nn.Module,
-    train_loader: DataLoader,
-    test_loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
-    device: torch.device,
-    amp: bool = True,
-    grad_clip: float | None = 1.0,
-    batch_transform: Callable | None = None,
-    steps: int = 10,
-    warmup: int = 3,
-) -> tuple[float, float]:
-    """Seconds per training step and per evaluation batch, each timed over ``steps`` batches after ``warmup``
-    (where ``torch.compile`` compiles; evaluation warms up over the whole test set). Afterwards the model's weights
-    and the optimizer's state are put back as they were, so that training then starts exactly as it would have
-    without the timing (``fit`` reseeds the random generators every epoch)."""
-    weights = {k: v.clone() for k, v in unwrap(model).state_dict().items()}
-    optimizer_state = copy.deepcopy(optimizer.state_dict())
-
-    def batches(loader: DataLoader, n: int):  # n batches, going round the loader again if it has fewer
-        while n > 0:
-            for batch in islice(loader, n):
-                n -= 1
-                yield batch
-
-    train_step = seconds_per_step(
-        lambda n: train_one_epoch(model, batches(train_loader, n), optimizer, None, loss_fn, device, amp, grad_clip,
-                                  False, batch_transform=batch_transform),
-        device, warmup, steps)
-    # evaluation warms up over the whole test set, so its last, smaller batch is compiled too
-    eval_step = seconds_per_step(lambda n: evaluate(model, batches(test_loader, n), loss_fn, device, amp, False),
-                                 device, max(warmup, len(test_loader)), steps)
-    unwrap(model).load_state_dict(weights)
-    optimizer.load_state_dict(optimizer_state)
-    return train_step, eval_step
-
-
-def save_checkpoint(path: str | Path, **state) -> None:
-    """Write ``state`` with torch.save to a temporary file, then rename it over ``path`` (atomic on POSIX):
-    an interrupted save never leaves a truncated checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Read a checkpoint written by ``save_checkpoint``."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
 
 
 def fit(
@@ -239,7 +137,7 @@ def fit(
     device: torch.device,
     loss_fn: nn.Module | None = None,
     seed: int = 0,
-    amp: bool = True,
+    precision: str = "auto",
     grad_clip: float | None = 1.0,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
@@ -249,17 +147,27 @@ def fit(
     write_checkpoints: bool = True,
     batch_transform: Callable | None = None,
     checkpoint_every: int = 1,
+    eval_every: int = 1,
+    before_epoch: Callable[[int], None] | None = None,
+    rank: int = 0,
 ) -> dict[str, list[float]]:
-    """Train for ``epochs`` epochs, evaluating after each; returns the history of loss, accuracy, lr and time.
-    ``batch_transform`` is applied to every training batch on the device (see ``train_one_epoch``).
+    """Train for ``epochs`` epochs, evaluating after every ``eval_every``-th and the last; returns the history of
+    loss, accuracy, lr and time (test entries are None for epochs without evaluation). ``loss_fn`` is the training
+    loss (label smoothing, soft targets); the reported test loss is the plain cross-entropy. ``batch_transform`` is
+    applied to every training batch on the device (see ``train_one_epoch``); ``before_epoch(epoch)`` runs before
+    each epoch (e.g. to change the training resolution). ``precision`` as in ``resolve_precision``. ``rank`` is
+    this process's under torchrun: every process draws its own augmentation, mixing and drop-path randomness.
 
     With ``checkpoint_path`` a checkpoint is written after every ``checkpoint_every``-th epoch and the last (unless
     ``write_checkpoints`` is False, as on every process but the first under torchrun); with ``resume`` training
     continues from it.
     """
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    for name, value in (("checkpoint_every", checkpoint_every), ("eval_every", eval_every)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     loss_fn = loss_fn or nn.CrossEntropyLoss()
+    precision = resolve_precision(precision, device)
+    scaler = grad_scaler(device, precision)
     history: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                                                      "lr", "epoch_time")}
     start = 0
@@ -271,36 +179,50 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start, history = state["epoch"], state["history"]
         if log:
             print(f"resumed from {checkpoint_path} after epoch {start}")
     for epoch in range(start, epochs):
-        _reseed(seed, epoch, train_loader)
+        _reseed(seed, epoch, train_loader, rank)
+        if before_epoch is not None:
+            before_epoch(epoch)
         tic = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, device, amp, grad_clip,
-                                progress, f"epoch {epoch + 1}/{epochs}", batch_transform)
-        test = evaluate(model, test_loader, loss_fn, device, amp, progress)
+        train = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, device, precision, grad_clip,
+                                progress, f"epoch {epoch + 1}/{epochs}", batch_transform, scaler)
+        last = epoch + 1 == epochs
+        test = {"loss": None, "acc": None}
+        if (epoch + 1) % eval_every == 0 or last:
+            test = evaluate(model, test_loader, nn.CrossEntropyLoss(), device, precision, progress)
         _record(history, epoch + 1, train, test, lr, time.perf_counter() - tic)
         if log:
-            print(f"epoch {epoch + 1:3d}/{epochs}  train loss {train['loss']:.4f} acc {train['acc']:.2%}  "
-                  f"test loss {test['loss']:.4f} acc {test['acc']:.2%}  lr {lr:.2e}  {history['epoch_time'][-1]:.1f} s")
-        due = (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs
-        if checkpoint_path is not None and write_checkpoints and due:
+            parts = [f"epoch {epoch + 1:3d}/{epochs}", f"train loss {train['loss']:.4f} acc {train['acc']:.2%}"]
+            if test["acc"] is not None:
+                parts.append(f"test loss {test['loss']:.4f} acc {test['acc']:.2%}")
+            print("  ".join(parts + [f"lr {lr:.2e}", f"{history['epoch_time'][-1]:.1f} s"]))
+        if checkpoint_path is not None and write_checkpoints and ((epoch + 1) % checkpoint_every == 0 or last):
             save_checkpoint(
                 checkpoint_path, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict() if scheduler is not None else None, epoch=epoch + 1,
-                history=history, **(extra_state or {}),
+                scheduler=scheduler.state_dict() if scheduler is not None else None, scaler=scaler.state_dict(),
+                epoch=epoch + 1, history=history, **(extra_state or {}),
             )
     return history
 
 
-def _reseed(seed: int, epoch: int, loader: DataLoader) -> None:
-    """Make epoch ``epoch`` depend only on (seed, epoch): shuffling, augmentation, dropout."""
-    set_seed(seed * 1000 + epoch)
-    if getattr(loader, "generator", None) is not None:
-        loader.generator.manual_seed(seed * 1000 + epoch)
-    if hasattr(loader.sampler, "set_epoch"):
+def _reseed(seed: int, epoch: int, loader: DataLoader, rank: int = 0) -> None:
+    """Make epoch ``epoch`` depend only on (seed, epoch, rank), so that a resumed run continues exactly. The shuffle
+    is shared by all processes (each takes its own shard of one permutation); augmentation, mixing and drop-path
+    draws are per process (seeded with the rank too, as nanoGPT's seed + rank and timm's random_seed(seed, rank))."""
+    base = seed * 1000 + epoch
+    per_rank = rank_seed(base, rank)
+    set_seed(per_rank)
+    if hasattr(loader, "reseed"):  # augment.DeviceLoader: shared shuffle, its own crops and flips
+        loader.reseed(base, per_rank)
+    elif getattr(loader, "generator", None) is not None:  # shuffle in one process; worker seeds under torchrun
+        loader.generator.manual_seed(per_rank)
+    if hasattr(loader.sampler, "set_epoch"):  # DistributedSampler: shared shuffle from (seed, epoch)
         loader.sampler.set_epoch(epoch)
 
 

@@ -20,6 +20,9 @@ from torch import nn
 
 from .block import EncoderBlock, drop_path_rates
 from .embedding import ViTEmbedding
+from .errors import UserError
+
+POOLS = ("cls", "gap")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,30 @@ class ViTConfig:
     attn_dropout: float = 0.0
     drop_path: float = 0.0  # largest stochastic-depth rate, reached linearly at the last layer
     use_sdpa: bool = True
+    patch_dropout: float = 0.0  # share of patch tokens dropped per image while training (embedding.PatchDropout)
+    dynamic_image_size: bool = False  # accept other square sizes, interpolating E_pos (paper Sec. 3.2)
+    pool: str = "cls"  # "cls": y = LN(z_L^0) (Eq. 4); "gap": y = LN(mean of the patch tokens) (paper App. D.3)
+
+    def __post_init__(self):
+        """Every field checked, so that a bad value fails here with a message that names it."""
+        for name in ("image_size", "patch_size", "in_channels", "num_classes", "hidden_dim", "num_layers",
+                     "num_heads", "mlp_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"ViTConfig.{name} must be a positive integer, got {value!r}")
+        for name, low, high in (("dropout", 0, 1), ("attn_dropout", 0, 1), ("drop_path", 0, 1),
+                                ("patch_dropout", 0, 1)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not low <= value < high:
+                raise UserError(f"ViTConfig.{name} must be in [{low}, {high}), got {value!r}")
+        if self.image_size % self.patch_size:
+            raise UserError(f"ViTConfig: image_size {self.image_size} is not divisible by patch_size "
+                            f"{self.patch_size}; the image cannot be cut into whole patches")
+        if self.hidden_dim % self.num_heads:
+            raise UserError(f"ViTConfig: hidden_dim {self.hidden_dim} is not divisible by num_heads "
+                            f"{self.num_heads}; each head needs hidden_dim / num_heads dimensions")
+        if self.pool not in POOLS:
+            raise UserError(f"ViTConfig.pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
 
     @property
     def num_patches(self) -> int:
@@ -57,6 +84,11 @@ CONFIGS: dict[str, ViTConfig] = {
         image_size=32, patch_size=4, num_classes=10, hidden_dim=256, num_layers=6, num_heads=8, mlp_dim=512,
         dropout=0.0, drop_path=0.1,
     ),
+    # A narrower ViT for the CPU recipe (--preset cifar10-cpu): on a 2-core CPU, more epochs of a small model beat
+    # fewer of a wide one within the same time (README, ablation).
+    "vit_cifar_cpu": ViTConfig(
+        image_size=32, patch_size=4, num_classes=10, hidden_dim=128, num_layers=6, num_heads=4, mlp_dim=512,
+    ),
     # ViT-S widths with the same 4x4 patches: the candidate for the fast GPU recipe (README, notebook 05).
     "vit_s_cifar": ViTConfig(
         image_size=32, patch_size=4, num_classes=10, hidden_dim=384, num_layers=12, num_heads=6, mlp_dim=1536,
@@ -73,13 +105,14 @@ class ViT(nn.Module):
         config = replace(config or ViTConfig(), **overrides)
         self.config = config
         self.embedding = ViTEmbedding(
-            config.image_size, config.patch_size, config.in_channels, config.hidden_dim, config.dropout
+            config.image_size, config.patch_size, config.in_channels, config.hidden_dim, config.dropout,
+            config.patch_dropout, config.dynamic_image_size,
         )
         rates = drop_path_rates(config.drop_path, config.num_layers)
         self.encoder = nn.ModuleList(self.make_block(config, p) for p in rates)
         self.norm = nn.LayerNorm(config.hidden_dim, eps=1e-6)
         self.head = nn.Linear(config.hidden_dim, config.num_classes)
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     @staticmethod
     def make_block(config: ViTConfig, drop_path: float) -> nn.Module:
@@ -104,7 +137,11 @@ class ViT(nn.Module):
                 attentions.append(weights)
             else:
                 z = block(z)
-        return self.norm(z[:, 0]), attentions  # Eq. 4: LN on the class token only (LN is per token)
+        return self.norm(self.pool(z)), attentions  # Eq. 4: LN on the class token only (LN is per token)
+
+    def pool(self, z: torch.Tensor) -> torch.Tensor:
+        """The image representation before LN: the class token z_L^0 (Eq. 4), or the mean of the patch tokens."""
+        return z[:, 1:].mean(dim=1) if self.config.pool == "gap" else z[:, 0]
 
     def forward(
         self, x: torch.Tensor, return_attention: bool = False
@@ -115,7 +152,7 @@ class ViT(nn.Module):
         return (logits, attentions) if return_attention else logits
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
     """timm/torchvision-style initialisation: truncated normal for dense layers, LeCun normal for the patch conv."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)

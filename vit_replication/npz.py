@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .download import fetch
+from .errors import UserError
 from .model import ViT, ViTConfig
 
 NPZ_URL = "https://storage.googleapis.com/vit_models/{dataset}/{name}.npz"
@@ -99,8 +101,14 @@ def load_npz(path: str | Path, num_classes: int | None = None) -> ViT:
     With ``num_classes`` different from the checkpoint's, the head (and any pre_logits layer) is left out and a new,
     freshly initialised head of that size is built: the usual start of fine-tuning.
     """
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
+    if not Path(path).is_file():
+        raise UserError(f"no .npz checkpoint at {path}")
+    try:
+        with np.load(path) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as err:  # truncated zip, not an .npz at all
+        raise UserError(f"{path} is not a readable .npz checkpoint ({type(err).__name__}: {err}); it may be "
+                        "truncated: download it again") from err
     config = config_from_npz(arrays)
     new_head = num_classes is not None and num_classes != config.num_classes
     model = ViT(config, num_classes=num_classes) if new_head else ViT(config)
@@ -148,20 +156,14 @@ def save_npz(model: ViT, path: str | Path) -> None:
 
 def download_npz(name: str = "ViT-B_16", dataset: str = "imagenet21k", folder: str | Path = "data/vit_models") -> Path:
     """Fetch an official checkpoint, e.g. ``ViT-B_16`` pre-trained on ``imagenet21k`` or fine-tuned on
-    ``imagenet21k+imagenet2012``; raises ``RuntimeError`` in one clear line when it cannot be had."""
+    ``imagenet21k+imagenet2012``; raises ``DownloadError`` in one clear line when it cannot be had."""
     import torchvision
-
-    from .data import network_timeout
 
     path = Path(folder) / dataset / f"{name}.npz"
     if not path.is_file():
         url = NPZ_URL.format(dataset=dataset, name=name)
-        try:
-            with network_timeout(30):
-                torchvision.datasets.utils.download_url(url, str(path.parent), path.name)
-        except Exception as err:
-            raise RuntimeError(f"could not download {url} ({type(err).__name__}: {err}); run once with internet "
-                               f"access or put the file at {path}") from err
+        fetch(url, f"run once with internet access or put the file at {path}",
+              lambda: torchvision.datasets.utils.download_url(url, str(path.parent), path.name))
     return path
 
 

@@ -17,45 +17,62 @@ curves.png, predictions.png, confusion.png, attention_heads.png, rollout.png.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import os
+import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Subset
 from torch.utils.data.distributed import DistributedSampler
 
-from . import attention_maps, visualize
-from .augment import DeviceLoader, batch_mixing, device_loaders, normalize
-from .data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, build_transform, load_datasets, make_loader, sample_batch, subset
-from .distributed import all_reduce_max, cleanup_distributed, init_distributed
-from .engine import (
-    build_optimizer,
-    confusion_matrix,
-    fit,
-    load_checkpoint,
-    predict,
-    save_checkpoint,
-    set_seed,
-    time_steps,
-    unwrap,
-    warmup_cosine,
+from .augment import DeviceLoader, batch_mixing, device_loaders
+from .budget import plan_epochs
+from .checkpoint import check_resumable, load_checkpoint
+from .data import (
+    DATASETS,
+    build_transform,
+    describe_source,
+    load_datasets,
+    make_loader,
+    normalization,
+    set_transforms,
+    subset,
 )
+from .distributed import cleanup_distributed, init_distributed
+from .engine import fit, set_seed
+from .errors import UserError, one_line
 from .flops import describe, forward_flops, training_flops
-from .model import CONFIGS, ViT, ViTConfig, config_dict, count_parameters, get_config
+from .model import CONFIGS, POOLS, ViT, ViTConfig, config_dict, count_parameters, get_config
+from .optim import training_setup
+from .precision import PRECISIONS, resolve_precision
+from .report import save_figures, save_history, save_metrics
+
+PRESETS: dict[str, dict] = {
+    # The CPU recipe (README): a small ViT, data held as uint8 and augmented in memory (crop + flip only), bf16 with
+    # the written-out attention (PyTorch's fused CPU kernel is slow in bf16 backward), the first 70 % of the epochs
+    # at 16x16 pixels (16 tokens instead of 64) with interpolated position embeddings, a quarter of the patch tokens
+    # dropped while training, an evaluation every 5 epochs.
+    # For CPUs with AVX-512 BF16 or AMX; elsewhere add --precision fp32. Give it --time-budget or --epochs.
+    "cifar10-cpu": dict(model="vit_cifar_cpu", loader="device", precision="bf16", attention="explicit",
+                        batch_size=256, lr=2e-3, warmup_epochs=1.0, randaugment=False, low_res_size=16,
+                        low_res_fraction=0.7, patch_dropout=0.25, eval_every=5, save_every=5, num_workers=2),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m vit_replication.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="a named recipe: its settings become the defaults, and options given override them")
     p.add_argument("--dataset", choices=DATASETS, default="synthetic", help="default: synthetic (offline)")
     p.add_argument("--data-dir", default="data", help="download folder, or the ImageFolder root (train/, test/)")
     p.add_argument("--model", choices=list(CONFIGS), default="vit_cifar")
     p.add_argument("--image-size", type=int, default=None, help="default: the model config's")
+    for name, help_text in (("patch-size", "P"), ("hidden-dim", "D"), ("num-layers", "L"), ("num-heads", "k"),
+                            ("mlp-dim", "MLP width")):
+        p.add_argument(f"--{name}", type=int, default=None, help=f"{help_text}; default: the model config's")
     p.add_argument("--resize", action="store_true", help="resize/random-resized-crop images of other sizes")
     p.add_argument("--no-randaugment", dest="randaugment", action="store_false")
     p.add_argument("--train-size", type=int, default=None, help="use a random subset of the training set")
@@ -70,6 +87,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-epochs", type=float, default=1.0)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--drop-path", type=float, default=None, help="default: the model config's")
+    p.add_argument("--pool", choices=POOLS, default=None,
+                   help="cls: the class token (Eq. 4); gap: the mean of the patch tokens; default: the config's")
+    p.add_argument("--patch-dropout", type=float, default=0.0, metavar="P",
+                   help="drop this share of each image's patch tokens while training (0: off)")
+    p.add_argument("--low-res-size", type=int, default=None, metavar="PIXELS",
+                   help="train the first --low-res-fraction of the epochs on images resized to this size, with the "
+                        "position embeddings interpolated in 2D (paper Sec. 3.2); needs --loader device")
+    p.add_argument("--low-res-fraction", type=float, default=0.5, metavar="F",
+                   help="share of the epochs trained at --low-res-size (default 0.5)")
+    p.add_argument("--attention", choices=("sdpa", "explicit"), default="sdpa",
+                   help="sdpa: PyTorch's fused kernel; explicit: Eqs. 5-8 written out (faster for bf16 on a CPU)")
+    p.add_argument("--eval-every", type=int, default=1, metavar="K",
+                   help="evaluate on the test set every K epochs (and after the last)")
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="MixUp Beta(alpha, alpha); 0: off")
     p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="CutMix Beta(alpha, alpha); 0: off")
     p.add_argument("--grad-clip", type=float, default=1.0)
@@ -82,7 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="DataLoader worker processes (with --loader device: for decoding the images once)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--no-amp", dest="amp", action="store_false", help="disable bf16 autocast on CUDA")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 on GPUs of compute capability >= 8.0, fp16 with loss scaling below, fp32 on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--channels-last", action="store_true",
                    help="keep the model in channels-last memory format (its one 4-D weight is the Conv2d patch "
@@ -92,70 +123,87 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--save-every", type=int, default=1, metavar="N",
                    help="write the checkpoint every N epochs (and after the last)")
-    return p.parse_args(argv)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    preset = p.parse_known_args(argv)[0].preset
+    if preset:
+        p.set_defaults(**PRESETS[preset])
+    args = p.parse_args(argv)
+    args.command = "python -m vit_replication.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+POSITIVE = ("epochs", "batch_size", "train_size", "test_size", "save_every", "eval_every", "low_res_size")
+NON_NEGATIVE = ("weight_decay", "warmup_epochs", "grad_clip", "mixup", "cutmix", "num_workers", "randaugment_groups")
+FRACTIONS = ("label_smoothing", "patch_dropout")  # in [0, 1)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every option checked before any work, each failure one line that names the option."""
+    for name in POSITIVE:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name in NON_NEGATIVE:
+        if getattr(args, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    for name in FRACTIONS:
+        if not 0 <= getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
+    if not args.lr > 0:
+        raise UserError(f"--lr must be > 0, got {args.lr}")
+    if not 0 <= args.low_res_fraction <= 1:
+        raise UserError(f"--low-res-fraction must be in [0, 1], got {args.low_res_fraction}")
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise UserError(f"--time-budget must be > 0 seconds, got {args.time_budget:g}")
+    if args.low_res_size and args.loader != "device":
+        raise UserError("--low-res-size needs --loader device (it resizes batches held on the device)")
+    if args.loader == "device" and (args.resize or args.dataset == "pizza_steak_sushi"):
+        raise UserError("--loader device needs images of the model's size: it does not resize (drop --resize, "
+                        "or use --loader dataloader)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder: choose another --out")
+    if args.resume and not (out / "checkpoint.pt").is_file():
+        raise UserError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}; run once without --resume first")
+
+
+def model_config(args: argparse.Namespace, num_classes: int | None = None) -> ViTConfig:
+    """The --model config with the options that override it."""
+    names = ("image_size", "patch_size", "hidden_dim", "num_layers", "num_heads", "mlp_dim", "drop_path", "pool")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    overrides.update(patch_dropout=args.patch_dropout, use_sdpa=args.attention == "sdpa",
+                     dynamic_image_size=args.low_res_size is not None)
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    return get_config(args.model, **overrides)
 
 
 def build_data(args: argparse.Namespace, image_size: int):
-    """Train/test datasets (transforms applied, none for ``--loader device``), class names."""
-    resize = args.resize or args.dataset == "pizza_steak_sushi"
-    train_tf = build_transform(image_size, True, resize=resize, randaugment=args.randaugment)
-    test_tf = build_transform(image_size, False, resize=resize)
-    if args.loader == "device":
-        if resize:
-            raise ValueError("--loader device needs images of the model's size: it does not resize (drop --resize, "
-                             "or use --loader dataloader)")
-        train_tf = test_tf = None
+    """(train set, test set, class names, (mean, std)): the subsets asked for, with the transforms of
+    ``data.build_transform`` (none for ``--loader device``, which augments on the device)."""
     sizes = (args.train_size or 5000, args.test_size or 1000)  # synthetic set (also the offline fallback)
-    train, test, classes = load_datasets(args.dataset, args.data_dir, image_size, train_tf, test_tf, True, sizes,
-                                         args.seed)
-    return subset(train, args.train_size, args.seed), subset(test, args.test_size, args.seed), classes
+    train, test, classes = load_datasets(args.dataset, args.data_dir, image_size, None, None, True, sizes, args.seed)
+    train, test = subset(train, args.train_size, args.seed), subset(test, args.test_size, args.seed)
+    mean, std = normalization(args.dataset, train)
+    if args.loader != "device":
+        resize = args.resize or args.dataset == "pizza_steak_sushi"
+        set_transforms(train, test, build_transform(image_size, True, mean, std, resize, args.randaugment),
+                       build_transform(image_size, False, mean, std, resize))
+    return train, test, classes, (mean, std)
 
 
-def save_history(history: dict[str, list[float]], out: Path) -> None:
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    with open(out / "history.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(history)
-        writer.writerows(zip(*history.values()))
-
-
-def save_figures(model: ViT, history: dict, test_loader, classes: list[str], device: torch.device, out: Path,
-                 amp: bool = True) -> None:
-    """Curves, a prediction grid, the confusion matrix, last-layer head attention and rollout maps."""
-    stats = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD}
-    figures = {"curves": visualize.plot_history(history)}
-    probs, targets = predict(model, test_loader, device, amp)
-    cm = confusion_matrix(probs.argmax(-1), targets, len(classes))
-    figures["confusion"] = visualize.plot_confusion_matrix(cm, classes)
-    if isinstance(test_loader, DeviceLoader):  # 12 random test images, the same ones whichever loader is used
-        index = torch.randperm(len(test_loader.images), generator=torch.Generator().manual_seed(0))[:12]
-        images = normalize(test_loader.images[index.to(test_loader.images.device)], **stats).cpu()
-        labels = test_loader.labels[index.to(test_loader.labels.device)].cpu()
-    else:
-        images, labels = sample_batch(test_loader.dataset, 12)
-    model.eval()
-    with torch.no_grad():
-        logits, attentions = model(images.to(device), return_attention=True)
-    figures["predictions"] = visualize.plot_predictions(images, labels, logits.float().softmax(-1).cpu(), classes,
-                                                        **stats)
-    heads = attention_maps.cls_attention(attentions[-1].cpu())
-    figures["attention_heads"] = visualize.plot_attention_heads(images[0], heads[0], **stats)
-    maps = attention_maps.rollout_map([a.cpu() for a in attentions])
-    figures["rollout"] = visualize.plot_rollout(images[:8], maps[:8], [classes[i] for i in labels[:8]], **stats)
-    for name, fig in figures.items():
-        fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-
-
-def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int, rank: int,
+def build_loaders(args: argparse.Namespace, train_set, test_set, stats, world_size: int, rank: int,
                   device: torch.device | str = "cpu"):
     """Loaders; under torchrun each process gets a shard of batch_size / world_size images per training step and
     every world_size-th test image."""
     if args.batch_size % world_size:
-        raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {world_size} processes")
+        raise UserError(f"--batch-size {args.batch_size} is not divisible by the {world_size} processes")
+    if args.batch_size > len(train_set):
+        raise UserError(f"--batch-size {args.batch_size} is larger than the {len(train_set)} training images: lower "
+                        "it, or use a larger --train-size")
     if args.loader == "device":
-        return device_loaders(train_set, test_set, args.batch_size // world_size, CIFAR10_MEAN, CIFAR10_STD, device,
-                              args.seed, rank=rank, world_size=world_size,
+        return device_loaders(train_set, test_set, args.batch_size // world_size, *stats, device, args.seed,
+                              rank=rank, world_size=world_size,
                               randaugment_groups=args.randaugment_groups if args.randaugment else 0,
                               num_workers=args.num_workers)
     sampler = None
@@ -167,139 +215,129 @@ def build_loaders(args: argparse.Namespace, train_set, test_set, world_size: int
     return train_loader, test_loader
 
 
-def whole_test_loader(args: argparse.Namespace, test_loader, test_set):
+def whole_test_loader(args: argparse.Namespace, test_loader, test_set, stats):
     """The test loader over the whole test set (for the figures), when ``test_loader`` is one process's shard."""
     if isinstance(test_loader, DeviceLoader):
-        return DeviceLoader(test_loader.images, test_loader.labels, 2 * args.batch_size, False, CIFAR10_MEAN,
-                            CIFAR10_STD)
+        return DeviceLoader(test_loader.images, test_loader.labels, 2 * args.batch_size, False, *stats)
     return make_loader(test_set, 2 * args.batch_size, False, args.num_workers)
 
 
-FIGURES_SECONDS = 10.0  # kept free at the end of a --time-budget run for plotting the figures
-
-
-def plan_epochs(args: argparse.Namespace, model: nn.Module, train_loader, test_loader, optimizer, loss_fn,
-                device: torch.device, batch_transform, started: float, out: Path) -> int:
-    """The number of epochs that fit in ``args.time_budget`` seconds counted from ``started``: time training and
-    evaluation steps (``engine.time_steps``, which leaves model and optimizer as they were) and a checkpoint write,
-    then divide what is left, after the final evaluation and the figures, by the time of one epoch."""
-    train_step, eval_step = time_steps(model, train_loader, test_loader, optimizer, loss_fn, device, args.amp,
-                                       args.grad_clip, batch_transform)
-    tic = time.perf_counter()
-    scratch = out / f"timing-{os.getpid()}.tmp"  # one file per process under torchrun
-    save_checkpoint(scratch, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict())
-    scratch.unlink()
-    seconds = torch.tensor([train_step, eval_step, time.perf_counter() - tic, time.perf_counter() - started],
-                           device=device)
-    # the slowest process sets the pace, and every process plans the same number of epochs
-    train_step, eval_step, save, spent = all_reduce_max(seconds).tolist()
-    evaluation = eval_step * len(test_loader)
-    epoch = train_step * len(train_loader) + evaluation + save / args.save_every
-    left = args.time_budget - spent - evaluation - FIGURES_SECONDS
-    epochs = int(left // epoch)
-    if epochs < 1:
-        raise ValueError(f"--time-budget {args.time_budget:g} s leaves {left:.0f} s for training, less than one epoch "
-                         f"(about {epoch:.1f} s): raise the budget, or use a smaller model or --train-size")
-    return epochs
+def machine() -> str:
+    """The hardware a run was made on, for its metrics: GPU name, or CPU model and the threads PyTorch used."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Parse the command line, train, evaluate, write the outputs; returns the final metrics."""
-    return run(parse_args(argv))[1]
+    """The command line: parse, train, evaluate, write the outputs; returns the final metrics. A user error ends the
+    program with one line, ``error: ...``, and exit status 2 (--debug: the traceback instead)."""
+    args = parse_args(argv)
+    out, existed = Path(args.out), Path(args.out).exists()
+    try:
+        return run(args)[1]
+    except UserError as err:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+        if args.debug:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run(args: argparse.Namespace) -> tuple[ViT, dict]:
     """The whole job for parsed ``args``; returns the trained model (of this process) and the metrics."""
     start = time.perf_counter()  # the wall time of the whole job: data, model, compilation, training, figures
-    if args.save_every < 1:
-        raise ValueError(f"--save-every must be >= 1, got {args.save_every}")
+    check_args(args)
     rank, world_size, local_rank = init_distributed()
-    main_process = rank == 0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    main_process, out = rank == 0, Path(args.out)
     device = torch.device(f"cuda:{local_rank}" if world_size > 1 and args.device == "cuda" else args.device)
+    precision = resolve_precision(args.precision, device)
+
+    # build: data, model, loaders (nothing is written before all of them exist)
+    train_set, test_set, classes, stats = build_data(args, model_config(args).image_size)
+    config = model_config(args, num_classes=len(classes))
     set_seed(args.seed)
-    overrides = {} if args.image_size is None else {"image_size": args.image_size}
-    if args.drop_path is not None:
-        overrides["drop_path"] = args.drop_path
-    image_size = get_config(args.model, **overrides).image_size
-    train_set, test_set, classes = build_data(args, image_size)
-    config = get_config(args.model, num_classes=len(classes), **overrides)
-    model = ViT(config).to(device)  # same seed, so the same initial weights in every process
+    model = ViT(config).to(device)  # the same seed, so the same initial weights in every process
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if args.resume:
+        check_resumable(load_checkpoint(out / "checkpoint.pt"), config_dict(config), out / "checkpoint.pt")
+    train_loader, test_loader = build_loaders(args, train_set, test_set, stats, world_size, rank, device)
     if main_process:
         print(f"{args.model}: {count_parameters(model):,} parameters, {describe(config)}, {config.num_patches} "
               f"patches of {config.patch_size}x{config.patch_size}; {len(train_set):,} train / {len(test_set):,} "
-              f"test images, {len(classes)} classes; device {device}, {world_size} process(es)")
-    train_loader, test_loader = build_loaders(args, train_set, test_set, world_size, rank, device)
-    optimizer = build_optimizer(model, args.lr, args.weight_decay)
+              f"test images ({describe_source(train_set)}), {len(classes)} classes; device {device}, {world_size} "
+              f"process(es), precision {precision}")
     trained = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \
         if world_size > 1 else model
     trained = torch.compile(trained) if args.compile else trained
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     mixing = batch_mixing(len(classes), args.mixup, args.cutmix)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # plan: --epochs, or as many as fit in --time-budget (a resumed run keeps the plan of its first part)
+    recipe = (args.lr, args.warmup_epochs, args.weight_decay, args.label_smoothing)
     epochs = args.epochs
-    if args.time_budget and args.resume:  # the schedule was planned for the epochs the first run chose
+    if args.time_budget and args.resume:
         epochs = load_checkpoint(out / "checkpoint.pt").get("epochs_planned", args.epochs)
     elif args.time_budget:
-        epochs = plan_epochs(args, trained, train_loader, test_loader, optimizer, loss_fn, device, mixing, start, out)
+        optimizer, _, loss_fn = training_setup(model, args.lr, 1, len(train_loader), *recipe[1:])
+        epochs = plan_epochs(args, trained, train_loader, test_loader, optimizer, loss_fn, device, precision, mixing,
+                             start, out)
         if main_process:
             print(f"--time-budget {args.time_budget:g} s: {epochs} epochs planned "
                   f"({time.perf_counter() - start:.0f} s spent on data, model and timing)")
-    steps = epochs * len(train_loader)
-    scheduler = warmup_cosine(optimizer, min(int(args.warmup_epochs * len(train_loader)), steps), steps)
+    optimizer, scheduler, loss_fn = training_setup(model, args.lr, epochs, len(train_loader), *recipe[1:])
+    low_res_epochs = round(args.low_res_fraction * epochs) if args.low_res_size else 0
+    if main_process and low_res_epochs:
+        print(f"the first {low_res_epochs} of {epochs} epochs at {args.low_res_size}x{args.low_res_size} pixels")
+
+    def before_epoch(epoch: int) -> None:  # the low-resolution phase, then the model's own size
+        if low_res_epochs:
+            train_loader.image_size = args.low_res_size if epoch < low_res_epochs else None
+
+    # fit
     tic = time.perf_counter()
     history = fit(
-        trained, train_loader, test_loader, optimizer, scheduler, epochs, device, loss_fn, args.seed, args.amp,
+        trained, train_loader, test_loader, optimizer, scheduler, epochs, device, loss_fn, args.seed, precision,
         args.grad_clip, out / "checkpoint.pt", args.resume, args.progress and main_process, log=main_process,
         extra_state={"config": config_dict(config), "classes": classes, "dataset": args.dataset,
-                     "data_dir": args.data_dir, "args": vars(args), "epochs_planned": epochs},
+                     "data_dir": args.data_dir, "mean": stats[0], "std": stats[1], "args": vars(args),
+                     "epochs_planned": epochs},
         write_checkpoints=main_process, batch_transform=mixing, checkpoint_every=args.save_every,
+        eval_every=args.eval_every, before_epoch=before_epoch, rank=rank,
     )
+
+    # report
     seconds = time.perf_counter() - tic
     metrics = {
         "test_acc": history["test_acc"][-1], "test_loss": history["test_loss"][-1],
-        "best_test_acc": max(history["test_acc"]), "epochs": len(history["epoch"]),
+        "best_test_acc": max(a for a in history["test_acc"] if a is not None), "epochs": len(history["epoch"]),
         "train_seconds_this_run": seconds, "train_seconds_all_epochs": sum(history["epoch_time"]),
         "parameters": count_parameters(model), "forward_flops_per_image": forward_flops(config),
         "training_flops": training_flops(config, len(train_loader) * args.batch_size * len(history["epoch"])),
-        "model": args.model, "dataset": args.dataset,
-        "device": str(device), "world_size": world_size, "args": vars(args),
+        "model": args.model, "config": config_dict(config), "dataset": args.dataset,
+        "loaded": describe_source(train_set), "train_images": len(train_set), "test_images": len(test_set),
+        "mean": stats[0], "std": stats[1], "precision": precision, "device": str(device), "world_size": world_size,
+        "command": args.command, "machine": machine(), "args": vars(args),
     }
     if main_process:
         save_history(history, out)
-        figures_loader = whole_test_loader(args, test_loader, test_set) if world_size > 1 else test_loader
-        save_figures(model, history, figures_loader, classes, device, out, args.amp)
+        figures_loader = whole_test_loader(args, test_loader, test_set, stats) if world_size > 1 else test_loader
+        save_figures(model, history, figures_loader, classes, device, out, *stats, precision)
         metrics["wall_seconds_this_run"] = time.perf_counter() - start
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        save_metrics(metrics, out)
         print(f"final test accuracy {metrics['test_acc']:.2%} after {metrics['epochs']} epochs "
               f"({metrics['train_seconds_all_epochs']:.0f} s of training, {metrics['wall_seconds_this_run']:.0f} s "
               f"for the whole run); outputs in {out}/")
     cleanup_distributed()
     return model, metrics
-
-
-def load_trained(run_dir: str | Path, quick_dir: str | Path = "runs/quick") -> tuple[ViT, dict]:
-    """The model and checkpoint that notebook 05 or this script saved in ``run_dir``. Without one, says so in one
-    line and uses the small synthetic-shapes model in ``quick_dir``, training it (2 epochs) if it is not there yet,
-    so that the notebooks that study a trained model (06, 09) still run end to end."""
-    path = Path(run_dir) / "checkpoint.pt"
-    if not path.is_file():
-        quick = Path(quick_dir) / "checkpoint.pt"
-        print(f"No checkpoint at {path}: run notebook 05 first. "
-              + (f"Using the quick synthetic-shapes model in {quick}." if quick.is_file() else
-                 "Training a quick model on synthetic shapes."))
-        if not quick.is_file():
-            main(["--dataset", "synthetic", "--epochs", "2", "--train-size", "1000", "--test-size", "200",
-                  "--no-progress", "--out", str(quick_dir)])
-        path = quick
-    checkpoint = load_checkpoint(path)
-    model = ViT(ViTConfig(**checkpoint["config"])).eval()
-    model.load_state_dict(checkpoint["model"])
-    last = checkpoint["history"]["test_acc"][-1]
-    print(f"loaded {path}: {checkpoint['epoch']} epochs, last test accuracy {last:.2%}")
-    return model, checkpoint
 
 
 if __name__ == "__main__":

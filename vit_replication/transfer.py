@@ -14,6 +14,7 @@ from torchvision.transforms import v2
 
 from .convert import load_torchvision_pretrained
 from .data import IMAGENET_MEAN, IMAGENET_STD
+from .download import DownloadError
 from .model import ViT, create_vit
 
 
@@ -29,7 +30,7 @@ def pretrained_backbone(name: str = "vit_b_16", weights: str = "IMAGENET1K_V1") 
     initialised ViT of the same architecture, and False."""
     try:
         return load_torchvision_pretrained(name, weights), True
-    except RuntimeError as err:
+    except DownloadError as err:
         print(f"{err}. Using random weights instead: the code runs the same, the accuracy is not a transfer result.")
         return create_vit(name), False
 

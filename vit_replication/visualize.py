@@ -42,12 +42,14 @@ def show_patches(image: torch.Tensor, patch_size: int, mean=None, std=None) -> F
 
 
 def plot_history(history: dict[str, list[float]]) -> Figure:
-    """Loss and accuracy per epoch, train and test."""
+    """Loss and accuracy per epoch, train and test (epochs without an evaluation have None as test values)."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    epochs = history["epoch"]
     for split in ("train", "test"):
-        loss_ax.plot(epochs, history[f"{split}_loss"], marker="o", label=split)
-        acc_ax.plot(epochs, [100 * a for a in history[f"{split}_acc"]], marker="o", label=split)
+        points = [(e, loss, acc) for e, loss, acc in zip(history["epoch"], history[f"{split}_loss"],
+                                                         history[f"{split}_acc"]) if acc is not None]
+        epochs, losses, accs = zip(*points) if points else ((), (), ())
+        loss_ax.plot(epochs, losses, marker="o", label=split)
+        acc_ax.plot(epochs, [100 * a for a in accs], marker="o", label=split)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (loss_ax, acc_ax):
@@ -139,11 +141,12 @@ def plot_position_similarity(position_embedding: torch.Tensor) -> Figure:
     side = int(len(position_embedding) ** 0.5)
     emb = torch.nn.functional.normalize(position_embedding.detach().float().cpu(), dim=-1)
     similarity = (emb @ emb.T).reshape(side, side, side, side)
-    fig, axes = plt.subplots(side, side, figsize=(7, 7))
+    fig, axes = plt.subplots(side, side, figsize=(7.6, 7))
     for r in range(side):
         for c in range(side):
-            axes[r, c].imshow(similarity[r, c].numpy(), cmap="viridis", vmin=-1, vmax=1)
+            shown = axes[r, c].imshow(similarity[r, c].numpy(), cmap="viridis", vmin=-1, vmax=1)
             axes[r, c].axis("off")
+    fig.colorbar(shown, ax=axes, shrink=0.6, label="cosine similarity")
     fig.suptitle("position embedding similarity (row, column of the input patch)")
     return fig
 
@@ -168,13 +171,20 @@ def plot_embedding_filters(weight: torch.Tensor, count: int = 28) -> Figure:
     return fig
 
 
-def plot_attention_distance(distances: torch.Tensor) -> Figure:
-    """Paper Fig. 7 (right): mean attention distance [L, heads] of every head against its layer."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+def plot_attention_distance(distances: torch.Tensor, uniform: float | None = None) -> Figure:
+    """Paper Fig. 7 (right): mean attention distance [L, heads] of every head against its layer, the axis from 0,
+    with the distance of uniform attention as a dashed reference line when ``uniform`` is given."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
     layers = torch.arange(1, len(distances) + 1)
     for h in range(distances.shape[1]):
-        ax.scatter(layers, distances[:, h], s=14)
+        ax.scatter(layers, distances[:, h], s=16, label=f"head {h + 1}")
+    top = float(distances.max())
+    if uniform is not None:
+        ax.axhline(uniform, color="grey", linestyle="--", linewidth=1, label="uniform attention")
+        top = max(top, uniform)
+    ax.set_ylim(0, 1.1 * top)
     ax.set(xlabel="layer", ylabel="mean attention distance (pixels)", title="attention distance per head")
+    ax.legend(fontsize=7, ncols=2, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

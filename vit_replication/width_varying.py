@@ -21,7 +21,7 @@ from torch import nn
 
 from .block import EncoderBlock, drop_path_rates
 from .embedding import ViTEmbedding
-from .model import _init_weights
+from .model import init_weights
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class WidthVaryingViT(nn.Module):
         self.projections = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.head = nn.Linear(dims[-1], config.num_classes)
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def forward_features(self, x: torch.Tensor, return_attention: bool = False):
         """Images -> (LN(z_L^0) [B, D_S], each layer's attention if asked)."""

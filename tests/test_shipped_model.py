@@ -1,0 +1,38 @@
+"""The model shipped in assets/ loads into the package's ViT and reproduces its stored result on a fixed subset of
+the CIFAR-10 test set (every 10th image; read from ../shared/data when present, as it is in CI)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vit_replication.checkpoint import SHIPPED_MODEL, count_correct, load_checkpoint, load_trained
+from vit_replication.data import cifar10_check_subset
+
+CIFAR10_JPG = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
+
+
+def test_shipped_model_is_small_and_complete():
+    path = SHIPPED_MODEL / "model.pt"
+    assert path.stat().st_size <= 10 * 2**20  # fp16 weights, at most 10 MB
+    checkpoint = load_checkpoint(path)
+    assert all(v.dtype == torch.float16 for v in checkpoint["model"].values() if v.is_floating_point())
+    for key in ("config", "classes", "mean", "std", "history", "epoch", "check"):
+        assert key in checkpoint, key
+    metrics = json.loads((SHIPPED_MODEL / "metrics.json").read_text())
+    for key in ("test_acc", "wall_seconds_this_run", "command", "machine", "train_images", "test_images"):
+        assert key in metrics, key
+    assert metrics["test_acc"] == checkpoint["history"]["test_acc"][-1]
+    assert metrics["test_images"] == 10_000 and metrics["train_images"] == 50_000
+
+
+@pytest.mark.skipif(not CIFAR10_JPG.is_file(), reason=f"CIFAR-10 JPEG copy not at {CIFAR10_JPG}")
+def test_shipped_model_reproduces_its_stored_accuracy_on_the_check_subset(capsys):
+    model, checkpoint = load_trained(None)
+    assert "using the model shipped in" in capsys.readouterr().out
+    images, labels, classes = cifar10_check_subset(CIFAR10_JPG)
+    assert classes == checkpoint["classes"] and len(labels) == checkpoint["check"]["images"] == 1000
+    correct = count_correct(model, images, labels, checkpoint["mean"], checkpoint["std"])
+    assert abs(correct - checkpoint["check"]["correct"]) <= 1  # one image of slack for another CPU's rounding
+    assert correct / len(labels) > 0.5  # a model that has learned, not chance (10 %)

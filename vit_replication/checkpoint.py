@@ -1,0 +1,140 @@
+"""Checkpoints: written atomically, read with errors that name the file, checked against the run they resume, and
+turned back into a model (``load_trained``: a run of the reader's own, else the model shipped in ``assets/``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+
+def save_checkpoint(path: str | Path, **state) -> None:
+    """Write ``state`` with torch.save to a temporary file, then rename it over ``path`` (atomic on POSIX):
+    an interrupted save never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Read a checkpoint written by ``save_checkpoint``; a missing or unreadable file is a ``UserError`` that
+    names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # truncated zip, not a checkpoint at all, unpickling errors
+        raise UserError(f"{path} is not a readable checkpoint ({type(err).__name__}); it may be truncated: "
+                        "delete it, or train again without --resume") from err
+
+
+def config_differences(stored: dict, requested: dict) -> list[str]:
+    """'name: stored -> requested' for every field whose value differs between two config dicts."""
+    return [f"{key}: {stored.get(key)!r} -> {requested.get(key)!r}"
+            for key in sorted(set(stored) | set(requested)) if stored.get(key) != requested.get(key)]
+
+
+def check_resumable(checkpoint: dict, config: dict, path: str | Path) -> None:
+    """Raise a one-line ``UserError`` when ``checkpoint`` was trained with another model config than ``config``."""
+    differences = config_differences(checkpoint.get("config", {}), config)
+    if differences:
+        raise UserError(f"--resume: {path} holds another model ({'; '.join(differences)}); resume with the options "
+                        "it was trained with, or choose a new --out")
+
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "cifar10_vit"  # model.pt + metrics.json
+
+
+def model_from_checkpoint(checkpoint: dict):
+    """The ``model.ViT`` of a checkpoint (CLI run, notebook 05 or the shipped model), in eval mode, in fp32."""
+    from .model import ViT, ViTConfig
+
+    model = ViT(ViTConfig(**checkpoint["config"])).eval()
+    model.load_state_dict({key: value.float() for key, value in checkpoint["model"].items()})
+    return model
+
+
+def load_trained(run_dir: str | Path | None = None, shipped: str | Path = SHIPPED_MODEL):
+    """(model, checkpoint) of the run in ``run_dir`` (notebook 05 or the command line wrote ``checkpoint.pt``
+    there); without one, the model trained on CIFAR-10 that ships in ``assets/`` (on Colab too), after one line
+    that says so. The checkpoint dict has ``config``, ``classes``, ``mean``, ``std``, ``history``, ``epoch``."""
+    path = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
+    if path is None or not path.is_file():
+        path = Path(shipped) / "model.pt"
+        if not path.is_file():
+            raise UserError(f"no trained model: neither {Path(run_dir or '.') / 'checkpoint.pt'} nor {path} exists; "
+                            "run notebook 05 (or the README's command line) first")
+        print(f"No run of your own in {run_dir}: using the model shipped in {_shown(path.parent)}.")
+    checkpoint = load_checkpoint(path)
+    if "mean" not in checkpoint:  # written before checkpoints stored their normalisation: CIFAR-10's, always
+        from .data import CIFAR10_MEAN, CIFAR10_STD
+
+        checkpoint.update(mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    model = model_from_checkpoint(checkpoint)
+    accuracy = checkpoint["history"]["test_acc"][-1]
+    print(f"loaded {_shown(path)}: {checkpoint['epoch']} epochs, test accuracy {accuracy:.2%}")
+    return model, checkpoint
+
+
+@torch.no_grad()
+def count_correct(model, images: torch.Tensor, labels: torch.Tensor, mean, std, batch_size: int = 500) -> int:
+    """How many of the uint8 ``images`` the model classifies right, in fp32 on the CPU."""
+    from .augment import normalize
+
+    model.eval()
+    return sum(int((model(normalize(images[i:i + batch_size], mean, std)).argmax(-1) == labels[i:i + batch_size])
+                   .sum()) for i in range(0, len(images), batch_size))
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (assets/...), else as given."""
+    try:
+        return str(path.resolve().relative_to(SHIPPED_MODEL.parents[1]))
+    except ValueError:
+        return str(path)
+
+
+def export_trained(run_dir: str | Path, out_dir: str | Path, check_source: str | Path | None = None) -> Path:
+    """Write the run in ``run_dir`` as a small, shippable model: ``model.pt`` (fp16 weights, config, classes,
+    normalisation, history; no optimizer state) and ``metrics.json`` (copied), in ``out_dir``. With
+    ``check_source`` (CIFAR-10 as an ImageFolder folder or .tar.gz), the fp16 model's result on a fixed subset
+    of the test set (``data.cifar10_check_subset``) is stored too, for tests to reproduce."""
+    from .data import cifar10_check_subset
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    keep = ("config", "classes", "dataset", "mean", "std", "history", "epoch", "epochs_planned")
+    shipped = {key: checkpoint[key] for key in keep if key in checkpoint}
+    shipped["model"] = {key: value.half() if value.is_floating_point() else value
+                        for key, value in checkpoint["model"].items()}
+    if check_source is not None:
+        images, labels, classes = cifar10_check_subset(check_source)
+        if classes != shipped["classes"]:
+            raise UserError(f"{check_source}: classes {classes} differ from the model's {shipped['classes']}")
+        correct = count_correct(model_from_checkpoint(shipped), images, labels, shipped["mean"], shipped["std"])
+        shipped["check"] = {"subset": "every 10th CIFAR-10 test image in sorted path order", "images": len(labels),
+                            "correct": correct}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out_dir / "model.pt", **shipped)
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        (out_dir / "metrics.json").write_text(metrics.read_text())
+    return out_dir / "model.pt"
+
+
+if __name__ == "__main__":  # python -m vit_replication.checkpoint RUN_DIR OUT_DIR [CIFAR10_JPG]
+    import sys
+
+    if len(sys.argv) not in (3, 4):
+        print("usage: python -m vit_replication.checkpoint RUN_DIR OUT_DIR [CIFAR10_JPG]  (export a run as a "
+              "shippable model; with the CIFAR-10 ImageFolder copy, store its result on the check subset)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    print(f"wrote {export_trained(*sys.argv[1:])}")

@@ -1,0 +1,40 @@
+"""Downloads that fail in one line instead of hanging: every socket operation is bounded, and a failure becomes a
+``DownloadError`` that says what could not be fetched and how to get it by hand."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import TypeVar
+
+from .errors import UserError
+
+T = TypeVar("T")
+TIMEOUT_SECONDS = 30
+
+
+class DownloadError(UserError, RuntimeError):
+    """Something could not be downloaded (closed network, time-out, bad checksum); the message says what to do.
+    Also a RuntimeError, as these failures were before the project had its own errors."""
+
+
+@contextmanager
+def network_timeout(seconds: float):
+    """Bound every socket operation, so a download on a closed network fails instead of hanging."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def fetch(what: str, how_to_get: str, download: Callable[[], T], error: type[UserError] = DownloadError) -> T:
+    """Run ``download()`` with a bounded network time; any failure becomes ``error``: '<what> could not be
+    downloaded (<cause>); <how_to_get>'."""
+    try:
+        with network_timeout(TIMEOUT_SECONDS):
+            return download()
+    except Exception as err:  # URLError, socket time-outs, HTTP errors, checksum or missing-file errors
+        raise error(f"{what} could not be downloaded ({type(err).__name__}: {err}); {how_to_get}") from err

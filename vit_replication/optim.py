@@ -1,0 +1,59 @@
+"""The optimisation recipe: AdamW with weight decay on weight matrices only, a learning rate that warms up linearly
+and then follows a cosine to zero (per step), and a label-smoothed cross-entropy. ``training_setup`` builds all three;
+the command line, ``compare`` and notebook 05 use it, so that every training in the project follows one recipe.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, betas=(0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only (not on biases, LayerNorms, class token, positions)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_matrix = param.ndim >= 2 and name.endswith("weight")  # Linear and Conv2d weights
+        (decay if is_matrix else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = all(p.is_cuda for p in decay + no_decay) and bool(decay + no_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning rate rising linearly over ``warmup_steps``, then following a cosine to ``min_lr_ratio`` x peak."""
+    if total_steps <= 0 or not 0 <= warmup_steps <= total_steps:
+        raise ValueError(
+            f"need 0 <= warmup_steps <= total_steps and total_steps > 0, got {warmup_steps}, {total_steps}"
+        )
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def training_setup(
+    model: nn.Module, lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 1.0,
+    weight_decay: float = 0.05, label_smoothing: float = 0.1,
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, nn.CrossEntropyLoss]:
+    """(optimizer, per-step warm-up + cosine scheduler, label-smoothed loss) for ``epochs`` epochs of
+    ``steps_per_epoch`` steps; the warm-up is cut to the whole schedule if it would be longer."""
+    if epochs < 1 or steps_per_epoch < 1:
+        raise UserError(f"training needs at least one epoch of at least one step, got {epochs} epoch(s) of "
+                        f"{steps_per_epoch} step(s): raise --epochs, or lower --batch-size below the training set size")
+    steps = epochs * steps_per_epoch
+    optimizer = build_optimizer(model, lr, weight_decay)
+    scheduler = warmup_cosine(optimizer, min(int(warmup_epochs * steps_per_epoch), steps), steps)
+    return optimizer, scheduler, nn.CrossEntropyLoss(label_smoothing=label_smoothing)
