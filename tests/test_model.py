@@ -4,7 +4,15 @@ import torchvision
 
 from vit_replication.convert import convert_torchvision_state_dict, vit_from_torchvision
 from vit_replication.download import DownloadError
-from vit_replication.model import CONFIGS, ViT, count_parameters, create_vit, expected_num_parameters, get_config
+from vit_replication.model import (
+    CONFIGS,
+    ViT,
+    ViTConfig,
+    count_parameters,
+    create_vit,
+    expected_num_parameters,
+    get_config,
+)
 
 
 def test_vit_b_16_parameter_count_matches_paper_and_torchvision():
@@ -119,3 +127,10 @@ def test_channels_last_model_computes_the_same_logits(tiny_config):
         torch.testing.assert_close(channels_last(x), expected, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(channels_last(x.contiguous(memory_format=torch.channels_last)), expected,
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_config_repr_shows_training_options_only_when_set():
+    plain = repr(ViTConfig())
+    assert plain.startswith("ViTConfig(image_size=224, patch_size=16,") and "use_sdpa=True)" in plain
+    assert "pool" not in plain and "patch_dropout" not in plain
+    assert repr(ViTConfig(pool="gap", patch_dropout=0.25)).endswith("use_sdpa=True, patch_dropout=0.25, pool='gap')")

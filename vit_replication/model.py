@@ -13,7 +13,7 @@ Small are the DeiT sizes (Touvron et al. 2021) that timm and torchvision users k
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -66,10 +66,19 @@ class ViTConfig:
         if self.pool not in POOLS:
             raise UserError(f"ViTConfig.pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
 
+    def __repr__(self) -> str:
+        """All fields of the architecture; the training options added to it (patch dropout, dynamic image size,
+        pooling) only when they differ from their defaults, so that a paper-style config reads as one."""
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                 if f.name not in TRAINING_OPTIONS or getattr(self, f.name) != f.default]
+        return f"ViTConfig({', '.join(shown)})"
+
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
 
+
+TRAINING_OPTIONS = ("patch_dropout", "dynamic_image_size", "pool")
 
 CONFIGS: dict[str, ViTConfig] = {
     "vit_ti_16": ViTConfig(hidden_dim=192, num_layers=12, num_heads=3, mlp_dim=768),
