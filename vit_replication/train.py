@@ -267,8 +267,9 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
     model = ViT(config).to(device)  # the same seed, so the same initial weights in every process
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if args.resume:
-        check_resumable(load_checkpoint(out / "checkpoint.pt"), config_dict(config), out / "checkpoint.pt")
+    resumed = load_checkpoint(out / "checkpoint.pt") if args.resume else None  # read once, before any work
+    if resumed is not None:
+        check_resumable(resumed, config_dict(config), out / "checkpoint.pt")
     train_loader, test_loader = build_loaders(args, train_set, test_set, stats, world_size, rank, device)
     if main_process:
         print(f"{args.model}: {count_parameters(model):,} parameters, {describe(config)}, {config.num_patches} "
@@ -282,18 +283,18 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
     out.mkdir(parents=True, exist_ok=True)
 
     # plan: --epochs, or as many as fit in --time-budget (a resumed run keeps the plan of its first part)
-    recipe = (args.lr, args.warmup_epochs, args.weight_decay, args.label_smoothing)
+    recipe = (args.warmup_epochs, args.weight_decay, args.label_smoothing)  # with --lr: optim.training_setup
     epochs = args.epochs
     if args.time_budget and args.resume:
-        epochs = load_checkpoint(out / "checkpoint.pt").get("epochs_planned", args.epochs)
+        epochs = resumed.get("epochs_planned", args.epochs)
     elif args.time_budget:
-        optimizer, _, loss_fn = training_setup(model, args.lr, 1, len(train_loader), *recipe[1:])
+        optimizer, _, loss_fn = training_setup(model, args.lr, 1, len(train_loader), *recipe)
         epochs = plan_epochs(args, trained, train_loader, test_loader, optimizer, loss_fn, device, precision, mixing,
                              start, out)
         if main_process:
             print(f"--time-budget {args.time_budget:g} s: {epochs} epochs planned "
                   f"({time.perf_counter() - start:.0f} s spent on data, model and timing)")
-    optimizer, scheduler, loss_fn = training_setup(model, args.lr, epochs, len(train_loader), *recipe[1:])
+    optimizer, scheduler, loss_fn = training_setup(model, args.lr, epochs, len(train_loader), *recipe)
     low_res_epochs = round(args.low_res_fraction * epochs) if args.low_res_size else 0
     if main_process and low_res_epochs:
         print(f"the first {low_res_epochs} of {epochs} epochs at {args.low_res_size}x{args.low_res_size} pixels")
