@@ -127,9 +127,9 @@ def load_datasets(
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     try:
-        if name == "imagefolder":  # a local folder: never replaced by anything else
-            return (*image_folder(root, train_transform, test_transform), _classes_of(root))
-        if name == "cifar10":
+        if name == "imagefolder":  # a local folder: its errors are UserErrors, never caught for a fallback below
+            train, test = image_folder(root, train_transform, test_transform)
+        elif name == "cifar10":
             train, test = cifar10(root, train_transform, test_transform)
         elif name == "pizza_steak_sushi":
             train, test = pizza_steak_sushi(root, train_transform, test_transform)
@@ -141,10 +141,6 @@ def load_datasets(
         print(f"{err}. Using the package's synthetic shapes instead.")
         train, test = synthetic(image_size, train_transform, test_transform, synthetic_sizes, seed)
     return train, test, list(train.classes)
-
-
-def _classes_of(root: str | Path) -> list[str]:
-    return sorted(entry.name for entry in Path(root, "train").iterdir() if entry.is_dir())
 
 
 def find_cifar10(root: str | Path = "data") -> tuple[str, Path]:

@@ -17,7 +17,5 @@ def one_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     lines = text.splitlines()
     if "Original Traceback" in text:
-        last = lines[-1]
-        text = last.split(": ", 1)[1] if ": " in last else last
-        return text
+        return lines[-1].split(": ", 1)[-1]
     return " ".join(line.strip() for line in lines)
