@@ -32,3 +32,52 @@ def test_different_seed_changes_the_run(tiny_config):
 
 def test_inference_throughput_is_positive(tiny_config):
     assert inference_throughput(ViT(tiny_config), torch.randn(4, 3, 16, 16), repeats=2) > 0
+
+
+def test_train_seeds_runs_each_seed_once_with_one_line_each(tiny_config, capsys):
+    from vit_replication.compare import train_seeds
+
+    runs = train_seeds("plain", lambda: ViT(tiny_config), *loaders(tiny_config), epochs=2, lr=1e-3,
+                       device=torch.device("cpu"), seeds=(0, 1), eval_every=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert [r["seed"] for r in runs] == [0, 1] and len(lines) == 2 and lines[1].startswith("plain")
+    assert f"seed 1: {runs[1]['test_acc']:.2%}" in lines[1]
+    assert runs[0]["history"]["test_acc"][0] is None  # evaluated only at the end
+    single = train_variant("plain", lambda: ViT(tiny_config), *loaders(tiny_config), epochs=2, lr=1e-3,
+                           device=torch.device("cpu"), seed=1, progress=False, log=False, eval_every=2)
+    assert single["history"]["train_loss"] == runs[1]["history"]["train_loss"]  # the same as a single run
+
+
+def test_mean_std_and_difference_against_statistics():
+    import statistics
+
+    from vit_replication.compare import describe_difference, difference, mean_std, seeds_table
+
+    values = [0.61, 0.64, 0.58]
+    assert mean_std(values) == (statistics.mean(values), statistics.stdev(values))
+    assert mean_std([0.5]) == (0.5, 0.0)
+    a = [{"test_acc": v, "parameters": 10, "history": {"epoch_time": [1.0]}} for v in values]
+    b = [dict(r, test_acc=r["test_acc"] + 0.05) for r in a]
+    delta, error = difference(a, b)
+    assert abs(delta - 0.05) < 1e-12
+    assert abs(error - (2 * statistics.stdev(values) ** 2 / 3) ** 0.5) < 1e-12
+    assert "+5.00 ± 2.45 points over 3 and 3 seeds, exceeds the spread" in describe_difference("a", a, "b", b)
+    close = [dict(r, test_acc=r["test_acc"] + 0.01) for r in a]
+    assert "within the spread" in describe_difference("a", a, "c", close)
+    table = seeds_table({"a": a, "b": b})
+    assert "61.00 ± 3.00" in table and "66.00 ± 3.00" in table and "61.00 64.00 58.00" in table
+
+
+def test_plot_seeds_draws_a_point_per_seed():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vit_replication.visualize import plot_seeds
+
+    runs = {"a": [{"test_acc": v} for v in (0.5, 0.6, 0.7)], "b": [{"test_acc": 0.4}]}
+    fig = plot_seeds(runs)
+    from matplotlib.collections import PathCollection
+
+    dots = [c.get_offsets().shape[0] for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert dots == [3, 1]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["a", "b"]

@@ -53,3 +53,59 @@ def test_every_notebook_links_to_the_next():
     for path, following in zip(NOTEBOOKS, NOTEBOOKS[1:]):
         text = "".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown")
         assert f"]({following.name})" in text, f"{path.name} has no link to {following.name}"
+
+
+# Hygiene: what a reader sees in a static view (GitHub, nbconvert HTML) of the committed notebooks.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}  # JupyterLab's own
+MAX_OUTPUTS = 15  # more is a progress-bar wall in a static view
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_outputs_are_clean(path):
+    notebook = json.loads(path.read_text())
+    assert notebook["metadata"]["kernelspec"] == KERNELSPEC, "a kernelspec JupyterLab would rewrite on opening"
+    counts = []
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        outputs = cell.get("outputs", [])
+        where = f"{path.name} cell {index}"
+        assert not [o for o in outputs if o["output_type"] == "error"], f"{where} stores an error"
+        assert len(outputs) <= MAX_OUTPUTS, f"{where} stores {len(outputs)} outputs"
+        for output in outputs:
+            if output["output_type"] == "execute_result":  # a stray value such as the byte count of write_text
+                assert "image/png" in output["data"] or not str(output["data"].get("text/plain", "")).isdigit(), \
+                    f"{where} shows a stray number"
+        if outputs:
+            assert cell["execution_count"] is not None, f"{where} has outputs but no execution count"
+        if cell["execution_count"] is not None:
+            counts.append(cell["execution_count"])
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), f"{path.name} was not run top to bottom"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_cell_is_a_few_plain_lines(path):
+    """One cell tagged "parameters", of plain assignments (settings.setting reads the environment overrides)."""
+    tagged = [c for c in cells(path) if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1
+    lines = [line for line in "".join(tagged[0]["source"]).splitlines() if line.strip()]
+    assert len(lines) <= 14, f"{path.name}: parameters cell of {len(lines)} lines"
+    text = "".join("".join(c["source"]) for c in cells(path))
+    assert "os.environ" not in text, f"{path.name} reads the environment itself instead of settings.setting"
+
+
+def test_every_notebook_is_listed_in_the_overview_and_the_readme():
+    overview = "".join("".join(c["source"]) for c in cells(NOTEBOOKS[0]) if c["cell_type"] == "markdown")
+    readme = (NOTEBOOKS[0].parents[1] / "README.md").read_text()
+    for path in NOTEBOOKS:
+        stem = path.stem
+        assert f"| {stem[:2]} " in overview, f"00's table does not list {stem}"
+        assert stem in readme, f"the README does not list {stem}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_speaks_about_the_project_only(path):
+    import re
+
+    text = " ".join("".join(c["source"]) for c in cells(path))
+    assert not re.search(r"\bsessions?\b|was lent|were lent|no GPU was available", text, re.I)

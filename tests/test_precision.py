@@ -53,3 +53,13 @@ def test_grad_scaler_step_equals_the_unscaled_step_without_overflow(tiny_config)
     for key, value in plain.items():
         torch.testing.assert_close(scaled_state[key], value, rtol=1e-5, atol=1e-6)
     assert grad_scaler(device, "fp16").is_enabled() and not grad_scaler(device, "bf16").is_enabled()
+
+
+def test_fast_precision_uses_bf16_only_on_cpus_that_compute_it():
+    from vit_replication.precision import fast_precision
+
+    cpu = torch.device("cpu")
+    assert fast_precision(cpu, "flags : fpu sse2 avx512f avx512_bf16 amx_tile") == "bf16"
+    assert fast_precision(cpu, "flags : fpu sse2 amx_bf16") == "bf16"
+    assert fast_precision(cpu, "flags : fpu sse2 avx2 avx512f") == "fp32"  # bf16 would be emulated
+    assert fast_precision(cpu, "") == "fp32"

@@ -134,3 +134,12 @@ def test_low_resolution_phase_and_eval_every(tmp_path, capsys):
     assert [a is not None for a in history["test_acc"]] == [False, False, True, True]  # epoch 3 and the last
     assert metrics["config"]["dynamic_image_size"] and metrics["config"]["patch_dropout"] == 0.25
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_preset_defaults_can_be_overridden_both_ways():
+    from vit_replication.train import parse_args
+
+    assert parse_args(["--preset", "cifar10-cpu"]).randaugment is False  # the preset's choice
+    assert parse_args(["--preset", "cifar10-cpu", "--randaugment"]).randaugment is True
+    assert parse_args([]).randaugment is True and parse_args(["--no-randaugment"]).randaugment is False
+    assert parse_args(["--preset", "cifar10-cpu", "--low-res-fraction", "0.5"]).low_res_fraction == 0.5

@@ -47,3 +47,38 @@ def test_transfer_transform_gives_square_normalised_images():
 def test_extract_features_rejects_bad_batch_size(tiny_config, bad):
     with pytest.raises(ValueError, match=f"batch_size must be at least 1, got {bad}"):
         transfer.extract_features(ViT(tiny_config), torch.randn(2, 3, 16, 16), torch.device("cpu"), batch_size=bad)
+
+
+def test_transfer_runs_trains_three_classifiers_without_touching_the_backbone(tiny_config):
+    from vit_replication.synthetic import SyntheticShapes
+
+    backbone = ViT(tiny_config).eval()
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    train, test = SyntheticShapes(40, 16, 4), SyntheticShapes(20, 16, 4, split="test")
+    results = transfer.transfer_runs(backbone, (train.images, torch.tensor(train.targets)),
+                                     (test.images, torch.tensor(test.targets)), 4, (0.5,) * 3, (0.25,) * 3, steps=6,
+                                     batch_size=16, device=torch.device("cpu"))
+    assert list(results) == list(transfer.METHODS)
+    for run in results.values():
+        assert 0 <= run["test_acc"] <= 1 and len(run["history"]["epoch"]) == 3  # 6 steps of 16 = 3 epochs of 2
+        assert run["history"]["test_acc"][:-1] == [None, None]  # one evaluation, at the end
+    assert results["linear probe"]["model"].weight.shape == (4, 32)
+    tuned = results["fine-tuning"]["model"]
+    assert tuned.head.out_features == 4 and all(p.requires_grad for p in tuned.parameters())
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())  # trained on a copy
+    assert not torch.equal(tuned.embedding.patch_embedding.proj.weight.detach(),
+                           backbone.embedding.patch_embedding.proj.weight)  # the encoder was fine-tuned too
+
+
+def test_transfer_runs_picks_methods_and_refuses_unknown_ones(tiny_config):
+    from vit_replication.synthetic import SyntheticShapes
+
+    backbone = ViT(tiny_config).eval()
+    data = SyntheticShapes(32, 16, 4)
+    pair = (data.images, torch.tensor(data.targets))
+    args = (backbone, pair, pair, 4, (0.5,) * 3, (0.25,) * 3)
+    results = transfer.transfer_runs(*args, steps=2, batch_size=16, device=torch.device("cpu"),
+                                     methods=("from scratch",))
+    assert list(results) == ["from scratch"] and results["from scratch"]["model"].head.out_features == 4
+    with pytest.raises(ValueError, match="unknown methods \\['fine tuning'\\]"):
+        transfer.transfer_runs(*args, steps=2, batch_size=16, device=torch.device("cpu"), methods=("fine tuning",))

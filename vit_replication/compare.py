@@ -46,25 +46,80 @@ def train_variant(
     device: torch.device,
     seed: int = 0,
     weight_decay: float = 0.05,
-    warmup_epochs: int = 1,
+    warmup_epochs: float = 1,
     label_smoothing: float = 0.1,
     progress: bool = True,
+    precision: str = "fp32",
+    log: bool = True,
+    eval_every: int = 1,
 ) -> dict:
-    """Seed, build, train and evaluate one variant; returns its name, model, parameter count, history and times."""
+    """Seed, build, train and evaluate one variant; returns its name, seed, model, parameter count, history and
+    times. ``log``: a line per epoch (else none); ``precision`` as in ``engine.fit``."""
     set_seed(seed)
     model = build().to(device)
     optimizer, scheduler, loss_fn = training_setup(model, lr, epochs, len(train_loader), warmup_epochs,
                                                    weight_decay, label_smoothing)
-    print(f"{name}: {count_parameters(model):,} parameters")
+    if log:
+        print(f"{name}: {count_parameters(model):,} parameters")
     tic = time.perf_counter()
-    history = fit(model, train_loader, test_loader, optimizer, scheduler, epochs, device, loss_fn, seed,
-                  progress=progress)
+    history = fit(model, train_loader, test_loader, optimizer, scheduler, epochs, device, loss_fn, seed, precision,
+                  progress=progress, log=log, eval_every=eval_every)
     return {
-        "name": name, "model": model.eval(), "parameters": count_parameters(model), "history": history,
+        "name": name, "seed": seed, "model": model.eval(), "parameters": count_parameters(model), "history": history,
         "seconds": time.perf_counter() - tic, "test_acc": history["test_acc"][-1],
         # training images per second of wall time, the per-epoch evaluation included
         "train_images_per_s": len(train_loader) * train_loader.batch_size * epochs / sum(history["epoch_time"]),
     }
+
+
+def train_seeds(name: str, build: Callable[[], nn.Module], train_loader, test_loader, epochs: int, lr: float,
+                device: torch.device, seeds: Iterable[int], **options) -> list[dict]:
+    """``train_variant`` once per seed (initial weights, data order and augmentation all follow the seed), with one
+    line per run instead of one per epoch (and no progress bars unless ``progress=True``)."""
+    runs = []
+    for seed in seeds:
+        options = {"progress": False} | options
+        run = train_variant(name, build, train_loader, test_loader, epochs, lr, device, seed, log=False, **options)
+        print(f"{name:<18} seed {seed}: {run['test_acc']:.2%} test accuracy, {run['seconds']:.0f} s")
+        runs.append(run)
+    return runs
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for a single value)."""
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    variance = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
+    return mean, variance ** 0.5
+
+
+def difference(runs_a: list[dict], runs_b: list[dict]) -> tuple[float, float]:
+    """(mean test accuracy of b minus a, its standard error sqrt(s_a^2/n_a + s_b^2/n_b)), in accuracy units."""
+    (mean_a, std_a), (mean_b, std_b) = (mean_std(r["test_acc"] for r in runs) for runs in (runs_a, runs_b))
+    return mean_b - mean_a, (std_a ** 2 / len(runs_a) + std_b ** 2 / len(runs_b)) ** 0.5
+
+
+def describe_difference(name_a: str, runs_a: list[dict], name_b: str, runs_b: list[dict]) -> str:
+    """One line: the difference of the means, its standard error, and whether it exceeds twice that (roughly a
+    95 % interval that excludes zero) or lies within the seed-to-seed spread."""
+    delta, error = difference(runs_a, runs_b)
+    exceeds = abs(delta) > 2 * error
+    verdict = "exceeds the spread (|difference| > 2" if exceeds else "within the spread (|difference| <= 2"
+    return (f"{name_b} vs {name_a}: {100 * delta:+.2f} ± {100 * error:.2f} points over {len(runs_a)} and "
+            f"{len(runs_b)} seeds, {verdict} standard errors)")
+
+
+def seeds_table(groups: dict[str, list[dict]]) -> str:
+    """One line per variant: parameters, mean ± std of the final test accuracy over its seeds, each seed's value,
+    and the mean training time."""
+    lines = [f"{'variant':<20}{'params':>11}{'test acc, mean ± std':>24}  {'per seed':<26}{'train s':>8}"]
+    for name, runs in groups.items():
+        mean, std = mean_std(r["test_acc"] for r in runs)
+        seconds = mean_std(sum(r["history"]["epoch_time"]) for r in runs)[0]
+        each = " ".join(f"{100 * r['test_acc']:.2f}" for r in runs)
+        lines.append(f"{name:<20}{runs[0]['parameters']:>11,}{100 * mean:>16.2f} ± {100 * std:<5.2f}  {each:<26}"
+                     f"{seconds:>8.0f}")
+    return "\n".join(lines)
 
 
 @torch.no_grad()

@@ -44,3 +44,18 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """Loss scaling for fp16 (gradients that would underflow in fp16 are scaled up, steps with inf/NaN skipped);
     a pass-through scaler (enabled=False) for the other precisions."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def fast_precision(device: torch.device, cpu_flags: str | None = None) -> str:
+    """The fastest safe format for ``device``: ``resolve_precision("auto")`` on a GPU; on a CPU bf16 where it
+    computes bf16 natively (the ``avx512_bf16`` or ``amx_bf16`` flags of /proc/cpuinfo), fp32 elsewhere, where
+    bf16 would be emulated and slow. ``cpu_flags`` replaces /proc/cpuinfo's text (for tests)."""
+    if device.type != "cpu":
+        return resolve_precision("auto", device)
+    if cpu_flags is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpu_flags = f.read()
+        except OSError:
+            cpu_flags = ""
+    return "bf16" if {"avx512_bf16", "amx_bf16"} & set(cpu_flags.split()) else "fp32"

@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             ("mlp-dim", "MLP width")):
         p.add_argument(f"--{name}", type=int, default=None, help=f"{help_text}; default: the model config's")
     p.add_argument("--resize", action="store_true", help="resize/random-resized-crop images of other sizes")
+    p.add_argument("--randaugment", dest="randaugment", action="store_true",
+                   help="RandAugment(2, 9) on training images (the default, except in --preset cifar10-cpu)")
     p.add_argument("--no-randaugment", dest="randaugment", action="store_false")
     p.add_argument("--train-size", type=int, default=None, help="use a random subset of the training set")
     p.add_argument("--test-size", type=int, default=None, help="use a random subset of the test set")
@@ -222,6 +224,22 @@ def whole_test_loader(args: argparse.Namespace, test_loader, test_set, stats):
     return make_loader(test_set, 2 * args.batch_size, False, args.num_workers)
 
 
+def low_res_phase(args: argparse.Namespace, epochs: int, train_loader, log: bool = True):
+    """``before_epoch`` for ``engine.fit``: the first ``--low-res-fraction`` of the ``epochs`` train on images of
+    ``--low-res-size`` pixels (``DeviceLoader.image_size``), the rest at the model's own size; None without
+    --low-res-size."""
+    low_res_epochs = round(args.low_res_fraction * epochs) if args.low_res_size else 0
+    if not low_res_epochs:
+        return None
+    if log:
+        print(f"the first {low_res_epochs} of {epochs} epochs at {args.low_res_size}x{args.low_res_size} pixels")
+
+    def before_epoch(epoch: int) -> None:
+        train_loader.image_size = args.low_res_size if epoch < low_res_epochs else None
+
+    return before_epoch
+
+
 def machine() -> str:
     """The hardware a run was made on, for its metrics: GPU name, or CPU model and the threads PyTorch used."""
     if torch.cuda.is_available():
@@ -295,13 +313,7 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
             print(f"--time-budget {args.time_budget:g} s: {epochs} epochs planned "
                   f"({time.perf_counter() - start:.0f} s spent on data, model and timing)")
     optimizer, scheduler, loss_fn = training_setup(model, args.lr, epochs, len(train_loader), *recipe)
-    low_res_epochs = round(args.low_res_fraction * epochs) if args.low_res_size else 0
-    if main_process and low_res_epochs:
-        print(f"the first {low_res_epochs} of {epochs} epochs at {args.low_res_size}x{args.low_res_size} pixels")
-
-    def before_epoch(epoch: int) -> None:  # the low-resolution phase, then the model's own size
-        if low_res_epochs:
-            train_loader.image_size = args.low_res_size if epoch < low_res_epochs else None
+    before_epoch = low_res_phase(args, epochs, train_loader, log=main_process)
 
     # fit
     tic = time.perf_counter()

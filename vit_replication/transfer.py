@@ -3,19 +3,29 @@
 "For fine-tuning, we remove the pre-trained prediction head and attach a zero-initialized D x K feedforward layer,
 where K is the number of downstream classes" (Sec. 3.2). With the encoder frozen, the features y = LN(z_L^0) of
 Eq. 4 never change, so they are computed once and only the head is trained on them: a linear probe, as fast as
-training a logistic regression.
+training a logistic regression. ``transfer_runs`` puts the probe beside full fine-tuning and training from scratch
+at the same budget of steps (notebook 10, on the CPU-trained model shipped in assets/).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+from dataclasses import replace
+
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 from torchvision.transforms import v2
 
+from .augment import DeviceLoader, normalize
+from .compare import train_variant
 from .convert import load_torchvision_pretrained
-from .data import IMAGENET_MEAN, IMAGENET_STD
+from .data import IMAGENET_MEAN, IMAGENET_STD, make_loader
 from .download import DownloadError
 from .model import ViT, create_vit
+
+METHODS = ("linear probe", "fine-tuning", "from scratch")
 
 
 def transfer_transform(image_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
@@ -65,3 +75,55 @@ def extract_features(model: ViT, images: torch.Tensor, device: torch.device, bat
     features = [model.forward_features(images[i:i + batch_size].to(device))[0].float().cpu()
                 for i in range(0, images.shape[0], batch_size)]
     return torch.cat(features)
+
+
+def fine_tuning_copy(model: ViT, num_classes: int) -> ViT:
+    """A copy of ``model`` with a new zero-initialised head (Sec. 3.2) and every parameter trainable."""
+    tuned = copy.deepcopy(model)
+    new_head(tuned, num_classes)
+    for param in tuned.parameters():
+        param.requires_grad = True
+    return tuned
+
+
+def transfer_runs(
+    backbone: ViT, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+    num_classes: int, mean: Sequence[float], std: Sequence[float], steps: int, batch_size: int,
+    device: torch.device, seed: int = 0, lrs: dict[str, float] | None = None, precision: str = "auto",
+    methods: Sequence[str] = METHODS,
+) -> dict[str, dict]:
+    """Three classifiers for the uint8 images and labels of ``train``, each trained for about ``steps`` steps of
+    ``batch_size`` images (fewer images: whole-set batches) and evaluated on ``test``, with the ``compare``
+    results by method (``METHODS``):
+
+    - linear probe: the frozen ``backbone``'s features y = LN(z_L^0) of every image computed once, a zero-initialised
+      head trained on them;
+    - fine-tuning: a copy of ``backbone`` with a new zero-initialised head, all of it trained (crops and flips);
+    - from scratch: ``backbone``'s architecture, newly initialised, trained the same way.
+
+    Images are normalised with ``mean`` and ``std``, the pre-training statistics, for all three. ``methods`` picks
+    some of them."""
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    lrs = {"linear probe": 1e-2, "fine-tuning": 5e-4, "from scratch": 2e-3} | (lrs or {})
+    (train_x, train_y), (test_x, test_y) = train, test
+    batch = min(batch_size, len(train_y))
+    epochs = max(1, round(steps / (len(train_y) // batch)))
+    common = dict(epochs=epochs, device=device, seed=seed, warmup_epochs=0.1 * epochs, eval_every=epochs,
+                  progress=False, log=False, precision=precision)
+    if "linear probe" in methods:
+        features = [extract_features(backbone, normalize(x, mean, std), device) for x in (train_x, test_x)]
+        probe_loaders = (make_loader(TensorDataset(features[0], train_y), batch, True, seed=seed),
+                         make_loader(TensorDataset(features[1], test_y), 512, False))
+    image_loaders = (DeviceLoader(train_x.to(device), train_y.to(device), batch, True, mean, std, seed=seed),
+                     DeviceLoader(test_x.to(device), test_y.to(device), 512, False, mean, std))
+    builds = {"linear probe": lambda: zero_head(backbone.config.hidden_dim, num_classes),
+              "fine-tuning": lambda: fine_tuning_copy(backbone, num_classes),
+              "from scratch": lambda: ViT(replace(backbone.config, num_classes=num_classes))}
+    results = {}
+    for method in methods:
+        loaders = probe_loaders if method == "linear probe" else image_loaders
+        results[method] = train_variant(method, builds[method], *loaders, lr=lrs[method],
+                                        weight_decay=0.0 if method == "linear probe" else 0.05, **common)
+    return results

@@ -190,26 +190,18 @@ def plot_attention_distance(distances: torch.Tensor, uniform: float | None = Non
     return fig
 
 
-def plot_comparison(results: Sequence[dict]) -> Figure:
-    """Variants side by side (``compare.train_variant`` results): test accuracy per epoch, then final test accuracy
-    and training time per variant."""
-    fig, (curve_ax, acc_ax, time_ax) = plt.subplots(1, 3, figsize=(15, 4))
-    names = [r["name"] for r in results]
-    for r in results:
-        curve_ax.plot(r["history"]["epoch"], [100 * a for a in r["history"]["test_acc"]], marker="o", label=r["name"])
-    curve_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch")
-    curve_ax.legend()
-    colors = [f"C{i}" for i in range(len(results))]
-    bars = acc_ax.bar(names, [100 * r["test_acc"] for r in results], color=colors)
-    acc_ax.bar_label(bars, fmt="%.1f")
-    acc_ax.set(ylabel="test accuracy (%)", title="final test accuracy")
-    bars = time_ax.bar(names, [sum(r["history"]["epoch_time"]) for r in results], color=colors)
-    time_ax.bar_label(bars, fmt="%.0f")
-    time_ax.set(ylabel="seconds", title="training time (all epochs)")
-    for ax in (curve_ax, acc_ax, time_ax):
-        ax.grid(alpha=0.3)
-    for ax in (acc_ax, time_ax):
-        ax.tick_params(axis="x", labelrotation=20)
+def plot_seeds(groups: dict[str, Sequence[dict]]) -> Figure:
+    """Final test accuracy of every seed (dots) and the mean ± standard deviation (bar) of each variant, from
+    ``compare.train_seeds`` results by variant name."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 4))
+    for i, runs in enumerate(groups.values()):
+        accs = torch.tensor([100 * r["test_acc"] for r in runs])
+        std = accs.std().item() if len(accs) > 1 else 0.0
+        ax.errorbar(i, accs.mean().item(), yerr=std, fmt="s", color=f"C{i}", capsize=8, markersize=8)
+        ax.scatter([i + 0.12] * len(accs), accs, color=f"C{i}", alpha=0.6, s=18)
+    ax.set_xticks(range(len(groups)), list(groups), rotation=15)
+    ax.set(ylabel="test accuracy (%)", title="final test accuracy: seeds (dots), mean ± std")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
