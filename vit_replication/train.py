@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             ("mlp-dim", "MLP width")):
         p.add_argument(f"--{name}", type=int, default=None, help=f"{help_text}; default: the model config's")
     p.add_argument("--resize", action="store_true", help="resize/random-resized-crop images of other sizes")
-    p.add_argument("--randaugment", dest="randaugment", action="store_true",
+    p.add_argument("--randaugment", dest="randaugment", action="store_true", default=True,
                    help="RandAugment(2, 9) on training images (the default, except in --preset cifar10-cpu)")
     p.add_argument("--no-randaugment", dest="randaugment", action="store_false")
     p.add_argument("--train-size", type=int, default=None, help="use a random subset of the training set")
