@@ -5,6 +5,7 @@ Notebooks 07-10 use it to put a variant beside the plain ViT.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterable
 
@@ -76,9 +77,8 @@ def train_seeds(name: str, build: Callable[[], nn.Module], train_loader, test_lo
                 device: torch.device, seeds: Iterable[int], **options) -> list[dict]:
     """``train_variant`` once per seed (initial weights, data order and augmentation all follow the seed), with one
     line per run instead of one per epoch (and no progress bars unless ``progress=True``)."""
-    runs = []
+    runs, options = [], {"progress": False} | options
     for seed in seeds:
-        options = {"progress": False} | options
         run = train_variant(name, build, train_loader, test_loader, epochs, lr, device, seed, log=False, **options)
         print(f"{name:<18} seed {seed}: {run['test_acc']:.2%} test accuracy, {run['seconds']:.0f} s")
         runs.append(run)
@@ -88,9 +88,7 @@ def train_seeds(name: str, build: Callable[[], nn.Module], train_loader, test_lo
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (n - 1; 0 for a single value)."""
     values = [float(v) for v in values]
-    mean = sum(values) / len(values)
-    variance = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
-    return mean, variance ** 0.5
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def difference(runs_a: list[dict], runs_b: list[dict]) -> tuple[float, float]:
@@ -115,7 +113,7 @@ def seeds_table(groups: dict[str, list[dict]]) -> str:
     lines = [f"{'variant':<20}{'params':>11}{'test acc, mean ± std':>24}  {'per seed':<26}{'train s':>8}"]
     for name, runs in groups.items():
         mean, std = mean_std(r["test_acc"] for r in runs)
-        seconds = mean_std(sum(r["history"]["epoch_time"]) for r in runs)[0]
+        seconds = statistics.mean(sum(r["history"]["epoch_time"]) for r in runs)
         each = " ".join(f"{100 * r['test_acc']:.2f}" for r in runs)
         lines.append(f"{name:<20}{runs[0]['parameters']:>11,}{100 * mean:>16.2f} ± {100 * std:<5.2f}  {each:<26}"
                      f"{seconds:>8.0f}")

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from .attention_maps import upsample_maps
+from .compare import mean_std
 
 
 def to_display(image, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
@@ -195,9 +196,9 @@ def plot_seeds(groups: dict[str, Sequence[dict]]) -> Figure:
     ``compare.train_seeds`` results by variant name."""
     fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 4))
     for i, runs in enumerate(groups.values()):
-        accs = torch.tensor([100 * r["test_acc"] for r in runs])
-        std = accs.std().item() if len(accs) > 1 else 0.0
-        ax.errorbar(i, accs.mean().item(), yerr=std, fmt="s", color=f"C{i}", capsize=8, markersize=8)
+        accs = [100 * r["test_acc"] for r in runs]
+        mean, std = mean_std(accs)
+        ax.errorbar(i, mean, yerr=std, fmt="s", color=f"C{i}", capsize=8, markersize=8)
         ax.scatter([i + 0.12] * len(accs), accs, color=f"C{i}", alpha=0.6, s=18)
     ax.set_xticks(range(len(groups)), list(groups), rotation=15)
     ax.set(ylabel="test accuracy (%)", title="final test accuracy: seeds (dots), mean ± std")
