@@ -9,6 +9,7 @@ the safe default; bf16 is much faster on CPUs with AVX-512 BF16 or AMX (the CPU 
 from __future__ import annotations
 
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
@@ -52,10 +53,13 @@ def fast_precision(device: torch.device, cpu_flags: str | None = None) -> str:
     bf16 would be emulated and slow. ``cpu_flags`` replaces /proc/cpuinfo's text (for tests)."""
     if device.type != "cpu":
         return resolve_precision("auto", device)
-    if cpu_flags is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpu_flags = f.read()
-        except OSError:
-            cpu_flags = ""
+    cpu_flags = cpuinfo() if cpu_flags is None else cpu_flags
     return "bf16" if {"avx512_bf16", "amx_bf16"} & set(cpu_flags.split()) else "fp32"
+
+
+def cpuinfo() -> str:
+    """The text of /proc/cpuinfo: the CPU's model name and flags (empty where there is none, as on macOS)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""

@@ -47,7 +47,7 @@ from .errors import UserError, one_line
 from .flops import describe, forward_flops, training_flops
 from .model import CONFIGS, POOLS, ViT, ViTConfig, config_dict, count_parameters, get_config
 from .optim import training_setup
-from .precision import PRECISIONS, resolve_precision
+from .precision import PRECISIONS, cpuinfo, resolve_precision
 from .report import save_figures, save_history, save_metrics
 
 PRESETS: dict[str, dict] = {
@@ -244,12 +244,8 @@ def machine() -> str:
     """The hardware a run was made on, for its metrics: GPU name, or CPU model and the threads PyTorch used."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo().splitlines() if line.startswith("model name")),
+               platform.processor() or platform.machine())
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
