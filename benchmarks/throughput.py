@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vit_replication.flops import forward_flops, training_flops  # noqa: E402
 from vit_replication.model import ViT, ViTConfig, get_config  # noqa: E402
-from vit_replication.precision import PRECISIONS, autocast, grad_scaler, resolve_precision  # noqa: E402
+from vit_replication.precision import PRECISIONS, autocast, grad_scaler  # noqa: E402
+from vit_replication.precision_choice import choose_precision  # noqa: E402
 from vit_replication.timing import seconds_per_step  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def build_models(config: ViTConfig) -> dict[str, nn.Module]:
     """Ours (fused SDPA), ours with naive attention and ours in channels-last format (same weights), torchvision's
     VisionTransformer."""
     ours = ViT(config)
-    naive = ViT(config, use_sdpa=False)
+    naive = ViT(config, attention="explicit")
     naive.load_state_dict(ours.state_dict())
     channels_last = ViT(config).to(memory_format=torch.channels_last)
     channels_last.load_state_dict(ours.state_dict())
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                       for c in args.configs]
     steps, warmup = args.steps or (3 if small else 20), args.warmup or (2 if small else 5)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    precision = resolve_precision(args.precision, device)
+    precision = choose_precision(device, args.precision).precision
     print(f"device: {where}; torch {torch.__version__}; precision {precision}; "
           f"compile {args.compile}; {steps} timed steps after {warmup} warm-up")
     all_results = []

@@ -8,9 +8,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_replication import train  # noqa: E402
+from vit_replication import budget, train  # noqa: E402
 
 if __name__ == "__main__":
+    if "TEST_STEP_SECONDS" in os.environ:  # injected step times: "train,eval" seconds, slower on rank 1
+        train_step, eval_step = (float(s) for s in os.environ["TEST_STEP_SECONDS"].split(","))
+        slower = 1 + int(os.environ.get("RANK", 0))
+        budget.time_steps = lambda *args, **kwargs: (slower * train_step, slower * eval_step)
+        budget.FIGURES_SECONDS = 0.0
     args = train.parse_args(sys.argv[1:])
     model, _ = train.run(args)
     torch.save(model.state_dict(), Path(args.out) / f"rank{os.environ.get('RANK', 0)}.pt")

@@ -78,3 +78,31 @@ def test_uniform_attention_distance_is_what_uniform_attention_measures():
     torch.testing.assert_close(measured, torch.full((1, 3), uniform_attention_distance(4, 4)))
     assert uniform_attention_distance(1, 4) == 0.0 and uniform_attention_distance(2, 1) == pytest.approx(
         (0 + 1 + 1 + 2**0.5) / 4)
+
+
+def _variants(config):
+    from vit_replication.realformer import RealFormerViT
+    from vit_replication.tome import ToMeViT
+    from vit_replication.width_varying import WidthVaryingConfig, WidthVaryingViT
+
+    wide = WidthVaryingConfig(image_size=16, patch_size=4, stage_dims=(32, 64), stage_depths=(1, 1), head_dim=8,
+                              pool=config.pool)
+    return {"ViT": ViT(config), "RealFormer": RealFormerViT(config), "width-varying": WidthVaryingViT(wide),
+            "ToMe r=0": ToMeViT(ViT(config), r=0)}
+
+
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_every_variant_returns_one_attention_map_per_layer(tiny_config, pool):
+    """forward(x, return_attention=True) -> (logits, L maps [B, heads, N+1, N+1] whose rows are distributions), the
+    logits those of forward(x), for the ViT and every variant."""
+    from dataclasses import replace
+
+    x = torch.randn(3, 3, 16, 16)
+    for name, model in _variants(replace(tiny_config, pool=pool)).items():
+        model.eval()
+        logits, attentions = model(x, return_attention=True)
+        heads = [4, 8] if name == "width-varying" else [4, 4]
+        assert [a.shape for a in attentions] == [(3, h, 17, 17) for h in heads], name
+        torch.testing.assert_close(attentions[-1].sum(-1), torch.ones(3, heads[-1], 17))
+        torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=1e-5)
+        assert rollout_map(attentions).shape == (3, 4, 4)

@@ -1,5 +1,11 @@
 import importlib.util
+import json
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
+
+from vit_replication import timing
+from vit_replication.flops import forward_flops, training_flops
 
 spec = importlib.util.spec_from_file_location("throughput", Path(__file__).parents[1] / "benchmarks" / "throughput.py")
 throughput = importlib.util.module_from_spec(spec)
@@ -21,16 +27,26 @@ def test_benchmark_models_compute_the_same_function():
         memory_format=torch.channels_last)
 
 
-def test_benchmark_runs_and_reports_ratios(tmp_path):
-    results = throughput.main(["--device", "cpu", "--configs", "vit_cifar", "--batch-size", "4", "--steps", "1",
-                               "--warmup", "1", "--out", str(tmp_path / "b.json")])
-    ratios = results[0]["ratios"]
-    assert set(ratios) == {"train_vs_torchvision", "train_vs_naive", "infer_vs_torchvision", "infer_vs_naive",
-                           "channels_last_train", "channels_last_infer"}
-    speed = results[0]["images_per_s"]["ours"]
-    assert results[0]["ours_tflops_per_s"]["infer"] == speed["infer"] * 2 * 218_240_512 / 1e12
-    assert all(r > 0 for r in ratios.values())
-    assert (tmp_path / "b.json").stat().st_size > 0
+# seconds a (training, inference) forward pass of each benchmarked model takes on the injected clock
+STEP_SECONDS = {"ours": (1.0, 0.5), "naive": (2.0, 1.0), "channels_last": (1.0, 0.25), "torchvision": (4.0, 0.5)}
+
+
+def test_benchmark_reports_rates_ratios_and_tflops_of_the_timed_steps(tmp_path, step_clock, monkeypatch):
+    build_models = throughput.build_models
+    monkeypatch.setattr(throughput, "build_models", lambda config: {
+        name: step_clock.hook(model, *STEP_SECONDS[name]) for name, model in build_models(config).items()})
+    monkeypatch.setattr(throughput, "seconds_per_step", partial(timing.seconds_per_step, clock=step_clock))
+    results = throughput.main(["--device", "cpu", "--configs", "vit_cifar", "--batch-size", "4", "--steps", "2",
+                               "--warmup", "1", "--precision", "fp32", "--out", str(tmp_path / "b.json")])
+    speeds = results[0]["images_per_s"]  # batch of 4 / seconds a step
+    assert speeds == {name: {"train": 4 / train, "infer": 4 / infer} for name, (train, infer) in STEP_SECONDS.items()}
+    assert results[0]["ratios"] == {"train_vs_torchvision": 4.0, "train_vs_naive": 2.0, "infer_vs_torchvision": 1.0,
+                                    "infer_vs_naive": 2.0, "channels_last_train": 1.0, "channels_last_infer": 2.0}
+    config = throughput.get_config("vit_cifar")
+    assert forward_flops(config) == 2 * 218_240_512
+    assert results[0]["ours_tflops_per_s"] == {"train": 4.0 * training_flops(config, 1) / 1e12,
+                                               "infer": 8.0 * forward_flops(config) / 1e12}
+    assert json.loads((tmp_path / "b.json").read_text())["results"] == results
 
 
 pipeline_spec = importlib.util.spec_from_file_location(
@@ -39,9 +55,13 @@ data_pipeline = importlib.util.module_from_spec(pipeline_spec)
 pipeline_spec.loader.exec_module(data_pipeline)
 
 
-def test_data_pipeline_benchmark_times_every_pipeline(tmp_path):
+def test_data_pipeline_benchmark_times_every_pipeline(tmp_path, monkeypatch):
+    # an injected clock on which every timed stretch (2 batches of 16 after a warm-up batch; a preload) takes 0.5 s
+    reads = iter(0.5 * i for i in range(100))
+    monkeypatch.setattr(data_pipeline, "time", SimpleNamespace(perf_counter=lambda: next(reads)))
     results = data_pipeline.main(["--train-size", "96", "--batch-size", "16", "--batches", "2", "--workers", "0",
                                   "--device", "cpu", "--out", str(tmp_path / "p.json")])
-    assert set(results["images_per_s"]) == {"dataloader_0_workers", "device_loader", "device_loader_mixup_cutmix"}
-    assert all(rate > 0 for rate in results["images_per_s"].values())
-    assert results["train_images"] == 96 and (tmp_path / "p.json").stat().st_size > 0
+    assert results["images_per_s"] == {"dataloader_0_workers": 64.0, "device_loader": 64.0,
+                                       "device_loader_mixup_cutmix": 64.0}  # 32 images / 0.5 s
+    assert results["preload_seconds_0_workers"] == 0.5
+    assert results["train_images"] == 96 and json.loads((tmp_path / "p.json").read_text()) == results

@@ -1,5 +1,9 @@
+from functools import partial
+from types import SimpleNamespace
+
 import torch
 
+from vit_replication import compare, engine, timing
 from vit_replication.augment import DeviceLoader, preload
 from vit_replication.compare import inference_throughput, summary_table, train_variant
 from vit_replication.model import ViT
@@ -13,13 +17,16 @@ def loaders(tiny_config):
     return DeviceLoader(*train, 16, True, **stats), DeviceLoader(*test, 16, False, **stats)
 
 
-def test_same_seed_same_variant_trains_identically_and_reports(tiny_config):
-    runs = [train_variant("plain", lambda: ViT(tiny_config), *loaders(tiny_config), epochs=2, lr=1e-3,
-                          device=torch.device("cpu"), progress=False) for _ in range(2)]
+def test_same_seed_same_variant_trains_identically_and_reports(tiny_config, step_clock, monkeypatch):
+    # the epochs are timed on an injected clock: 4 training steps of 0.5 s and 2 test batches of 0.125 s an epoch
+    monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=step_clock))
+    runs = [train_variant("plain", lambda: step_clock.hook(ViT(tiny_config)), *loaders(tiny_config), epochs=2,
+                          lr=1e-3, device=torch.device("cpu"), progress=False) for _ in range(2)]
     assert runs[0]["history"]["train_loss"] == runs[1]["history"]["train_loss"]
     assert runs[0]["history"]["test_acc"] == runs[1]["history"]["test_acc"]
     assert runs[0]["parameters"] == sum(p.numel() for p in runs[0]["model"].parameters())
-    assert len(runs[0]["history"]["epoch"]) == 2 and runs[0]["train_images_per_s"] > 0
+    assert runs[0]["history"]["epoch"] == [1, 2] and runs[0]["history"]["epoch_time"] == [2.25, 2.25]
+    assert runs[0]["train_images_per_s"] == 2 * 64 / 4.5  # training images over the epochs' seconds
     table = summary_table(runs)
     assert table.count("plain") == 2 and f"{runs[0]['parameters']:,}" in table
 
@@ -30,8 +37,10 @@ def test_different_seed_changes_the_run(tiny_config):
     assert a["history"]["train_loss"] != b["history"]["train_loss"]
 
 
-def test_inference_throughput_is_positive(tiny_config):
-    assert inference_throughput(ViT(tiny_config), torch.randn(4, 3, 16, 16), repeats=2) > 0
+def test_inference_throughput_is_images_per_timed_second(tiny_config, step_clock, monkeypatch):
+    monkeypatch.setattr(compare, "seconds_per_step", partial(timing.seconds_per_step, clock=step_clock))
+    model = step_clock.hook(ViT(tiny_config).train())  # inference_throughput puts it in eval mode: 0.125 s a pass
+    assert inference_throughput(model, torch.randn(4, 3, 16, 16), repeats=2) == 4 / 0.125  # warm-up not timed
 
 
 def test_train_seeds_runs_each_seed_once_with_one_line_each(tiny_config, capsys):

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -6,12 +7,16 @@ from pathlib import Path
 import torch
 
 from vit_replication import train
+from vit_replication.budget import EPOCH_MARGIN
 from vit_replication.data import make_loader
 from vit_replication.engine import evaluate
 from vit_replication.model import ViT, get_config
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 DRAWS_WORKER = Path(__file__).with_name("ddp_draws_worker.py")
+# a tiny ViT, and fp32 as asked (not --precision auto, which times this machine): the same run on any machine
+TINY = ["--hidden-dim", "32", "--num-layers", "2", "--num-heads", "2", "--mlp-dim", "64"]
+TINY_CONFIG = get_config("vit_cifar", num_classes=10, hidden_dim=32, num_layers=2, num_heads=2, mlp_dim=64)
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
@@ -30,7 +35,8 @@ def test_torchrun_ranks_share_the_shuffle_but_draw_their_own_augmentation(tmp_pa
 
 def test_torchrun_resume_equals_an_uninterrupted_run(tmp_path):
     args = ["--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32", "--device",
-            "cpu", "--no-progress", "--loader", "device", "--mixup", "0.8", "--drop-path", "0.1"]
+            "cpu", "--no-progress", "--loader", "device", "--mixup", "0.8", "--drop-path", "0.1", "--precision", "fp32",
+            *TINY]
     for argv in (["--epochs", "2", "--out", str(tmp_path / "full")], ["--epochs", "1", "--out", str(tmp_path / "p")],
                  ["--epochs", "2", "--out", str(tmp_path / "p"), "--resume"]):
         result = subprocess.run(TORCHRUN + [str(WORKER)] + args + argv, capture_output=True, text=True, timeout=300)
@@ -45,7 +51,7 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
         "--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32", "--epochs", "2",
-        "--device", "cpu", "--no-progress", "--out", str(tmp_path),
+        "--device", "cpu", "--no-progress", "--out", str(tmp_path), "--precision", "fp32", *TINY,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -58,7 +64,7 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
     assert result.stdout.count("final test accuracy") == 1  # only the main process reports
     # the weights were trained: they differ from the seeded initialisation both processes started from
     torch.manual_seed(metrics["args"]["seed"])
-    initial = ViT(get_config("vit_cifar", num_classes=10)).state_dict()
+    initial = ViT(TINY_CONFIG).state_dict()
     assert not torch.equal(initial["head.weight"], rank0["head.weight"])
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     for key, value in checkpoint["model"].items():
@@ -66,7 +72,7 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
     # each process evaluated half of the test set; the summed result equals one process evaluating all of it
     args = train.parse_args(command[command.index("--dataset"):])
     _, test_set, _, _ = train.build_data(args, 32)
-    model = ViT(get_config("vit_cifar", num_classes=10))
+    model = ViT(TINY_CONFIG)
     model.load_state_dict(rank0)
     whole = evaluate(model, make_loader(test_set, 64, False), torch.nn.CrossEntropyLoss(), torch.device("cpu"),
                      progress=False)  # the reported test loss is the plain cross-entropy
@@ -75,15 +81,21 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
 
 
 def test_torchrun_time_budget_plans_the_same_epochs_in_every_process(tmp_path):
-    """With --time-budget each process times its own steps; they must still agree on the schedule (else DDP hangs)."""
+    """With --time-budget each process times its own steps; they must still agree on the schedule (else DDP hangs).
+    Step times are injected (rank 1 twice as slow as rank 0), so the plan does not depend on the machine: the
+    slowest process sets the pace, 2 training steps of 200 s (x budget.EPOCH_MARGIN) + 1 evaluation batch of 1 s
+    an epoch; the budget holds 3 such epochs, the final evaluation and up to 200 s of start-up, but not
+    4 epochs."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
         "--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
-        "--time-budget", "40", "--device", "cpu", "--no-progress", "--out", str(tmp_path),
+        "--time-budget", str(3 * (400 * EPOCH_MARGIN + 1) + 1 + 200), "--device", "cpu", "--no-progress",
+        "--out", str(tmp_path), "--precision", "fp32", *TINY,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "TEST_STEP_SECONDS": "100,0.5"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert all(torch.equal(value, rank1[key]) for key, value in rank0.items())
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["epochs"] >= 1 and f"{metrics['epochs']} epochs planned" in result.stdout
+    assert metrics["epochs"] == 3 and "3 epochs planned" in result.stdout

@@ -83,7 +83,7 @@ def test_model_at_another_resolution_equals_a_model_built_for_it(tiny_config):
     from vit_replication.model import ViT
 
     torch.manual_seed(0)
-    dynamic = ViT(replace(tiny_config, dynamic_image_size=True)).eval()  # built for 16x16: a 4x4 grid
+    dynamic = ViT(tiny_config, dynamic_image_size=True).eval()  # built for 16x16: a 4x4 grid
     small = ViT(replace(tiny_config, image_size=8)).eval()  # 2x2 grid
     state = dict(dynamic.state_dict())
     state["embedding.position_embedding"] = resample_position_embedding(state["embedding.position_embedding"], 2)

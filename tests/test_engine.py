@@ -1,7 +1,10 @@
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
 
+from vit_replication import timing
 from vit_replication.checkpoint import load_checkpoint, save_checkpoint
 from vit_replication.data import build_transform, make_loader, synthetic
 from vit_replication.engine import confusion_matrix, evaluate, fit, train_one_epoch
@@ -126,7 +129,7 @@ def test_one_hot_targets_from_a_batch_transform_train_exactly_like_labels(tiny_c
     assert torch.allclose(plain_head, soft_head, atol=1e-6)
 
 
-def test_timing_steps_leaves_training_exactly_as_it_would_have_been(tiny_config):
+def test_timing_steps_leaves_training_exactly_as_it_would_have_been(tiny_config, step_clock, monkeypatch):
     kwargs = dict(device=torch.device("cpu"), progress=False, log=False, seed=5)
     model, optimizer, scheduler, train, test = _setup(tiny_config)
     expected = fit(model, train, test, optimizer, scheduler, 2, **kwargs)
@@ -134,9 +137,11 @@ def test_timing_steps_leaves_training_exactly_as_it_would_have_been(tiny_config)
     torch.manual_seed(0)
     model2, optimizer2, scheduler2, train2, test2 = _setup(tiny_config)
     before = {k: v.clone() for k, v in model2.state_dict().items()}
-    train_step, eval_step = time_steps(model2, train2, test2, optimizer2, nn.CrossEntropyLoss(), torch.device("cpu"),
-                                       steps=4, warmup=2)  # 4 > the 3 batches of an epoch: goes round again
-    assert train_step > 0 and eval_step > 0
+    # timed on an injected clock: 0.5 s a training step, 0.125 s an evaluation batch, the warm-up left out
+    monkeypatch.setattr(timing, "seconds_per_step", partial(timing.seconds_per_step, clock=step_clock))
+    train_step, eval_step = time_steps(step_clock.hook(model2), train2, test2, optimizer2, nn.CrossEntropyLoss(),
+                                       torch.device("cpu"), steps=4, warmup=2)  # 4 > the 3 batches of an epoch
+    assert (train_step, eval_step) == (0.5, 0.125)
     assert all(torch.equal(before[k], v) for k, v in model2.state_dict().items())
     assert optimizer2.state_dict()["state"] == {}  # AdamW's moments are gone again
     got = fit(model2, train2, test2, optimizer2, scheduler2, 2, **kwargs)

@@ -1,10 +1,22 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torchvision.models as tvm
 from torch.utils.flop_counter import FlopCounterMode
 
-from vit_replication.flops import describe, forward_flops, forward_macs, training_flops
+from vit_replication.augment import DeviceLoader
+from vit_replication.embedding import PatchDropout
+from vit_replication.flops import (
+    describe,
+    forward_flops,
+    forward_macs,
+    kept_patches,
+    run_training_flops,
+    training_flops,
+)
 from vit_replication.model import ViT, get_config
+from vit_replication.train import low_res_epochs, low_res_phase
 
 
 def _counted(model: torch.nn.Module, images: torch.Tensor, backward: bool = False) -> int:
@@ -16,18 +28,33 @@ def _counted(model: torch.nn.Module, images: torch.Tensor, backward: bool = Fals
     return counter.get_total_flops()
 
 
+def _explicit(model: ViT, patch_dropout: float = 0.0, dynamic_image_size: bool = False) -> ViT:
+    """``model`` with the written-out attention (q k^T and A v as bmm, which the counter sees; it does not see CPU
+    SDPA), patch dropout and other image sizes set on the built model's modules."""
+    for block in model.encoder:
+        block.attention.use_sdpa = False
+    model.embedding.patch_dropout.p = patch_dropout
+    model.embedding.patch_embedding.dynamic_image_size = dynamic_image_size
+    return model
+
+
+def _not_computed(config, images: int, image_size: int | None = None) -> int:
+    """The documented difference (flops.py): the images need no gradient, so the patch projection's input gradient,
+    2 FLOPs per MAC of Eq. 1, is not computed in the backward pass."""
+    return images * 2 * forward_macs(config, image_size)["patch_embedding"]
+
+
 @pytest.mark.parametrize("name", ["vit_cifar", "vit_ti_16"])
 def test_forward_flops_equal_pytorchs_flop_counter(name):
-    # The explicit-attention path runs q k^T and A v as bmm, which the counter sees (it does not see CPU SDPA).
-    config = get_config(name, use_sdpa=False)
+    config = get_config(name)
     with torch.no_grad():
-        counted = _counted(ViT(config).eval(), torch.randn(2, 3, config.image_size, config.image_size))
+        counted = _counted(_explicit(ViT(config)).eval(), torch.randn(2, 3, config.image_size, config.image_size))
     assert counted == 2 * forward_flops(config)
 
 
 def test_parts_follow_the_equations(tiny_config):
     macs = forward_macs(tiny_config)
-    model = ViT(tiny_config, use_sdpa=False).eval()
+    model = _explicit(ViT(tiny_config)).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(1, 3, 16, 16))
     per_module = counter.get_flop_counts()
@@ -47,11 +74,58 @@ def test_macs_match_torchvisions_published_gflops(name, weights):
     assert round(forward_macs(get_config(name))["total"] / 1e9, 3) == weights.meta["_ops"]
 
 
-def test_training_costs_about_three_forward_passes(tiny_config):
-    model = ViT(tiny_config, use_sdpa=False)
-    counted = _counted(model, torch.randn(4, 3, 16, 16), backward=True)
-    # The images need no gradient, so the patch projection's input gradient is not computed: a little under 3x.
-    assert 0.97 * training_flops(tiny_config, 4) < counted <= training_flops(tiny_config, 4)
+def test_training_step_is_three_forward_passes_but_the_images_gradient(tiny_config):
+    counted = _counted(_explicit(ViT(tiny_config)), torch.randn(4, 3, 16, 16), backward=True)
+    assert counted == training_flops(tiny_config, 4) - _not_computed(tiny_config, 4)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.9])
+def test_kept_patches_are_the_tokens_patch_dropout_keeps(p):
+    dropout = PatchDropout(p).train()
+    for n in range(1, 70):
+        kept = dropout(torch.zeros(2, 1 + n, 4)).shape[1] - 1  # without the class token
+        assert kept_patches(n, p) == kept, (n, p)
+    assert kept_patches(64, 0.0) == 64
+
+
+def test_low_resolution_training_step_with_patch_dropout_is_counted_exactly(tiny_config):
+    # 12x12 images of 4x4 patches: all 9 patches are embedded, int(9 x 0.75) = 6 of them and the class token go
+    # through the encoder (round() would keep 7)
+    assert forward_macs(tiny_config, 12, 0.25)["attention_scores"] == 2 * 2 * 7 * 7 * 32
+    model = _explicit(ViT(tiny_config), patch_dropout=0.25, dynamic_image_size=True).train()
+    counted = _counted(model, torch.randn(4, 3, 12, 12), backward=True)
+    assert counted == training_flops(tiny_config, 4, 12, 0.25) - _not_computed(tiny_config, 4, 12)
+    assert counted < training_flops(tiny_config, 4) - _not_computed(tiny_config, 4)  # less than at 16x16
+    with torch.no_grad():  # evaluation keeps every token
+        assert _counted(model.eval(), torch.randn(4, 3, 12, 12)) == 4 * forward_flops(tiny_config, 12)
+
+
+def test_run_training_flops_add_up_the_steps_of_each_epoch_at_its_resolution(tiny_config):
+    """Five epochs of one batch through train.low_res_phase (the first round(0.5 x 5) = 2 at 12x12 pixels; Python
+    rounds half to even, so rounding 2.5 again another way would give 3), each step counted by FlopCounterMode."""
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    loader = DeviceLoader(images, torch.arange(8) % 10, 8, True, (0.5,) * 3, (0.25,) * 3)
+    args = SimpleNamespace(low_res_size=12, low_res_fraction=0.5)
+    model = _explicit(ViT(tiny_config), patch_dropout=0.25, dynamic_image_size=True).train()
+    before_epoch, counted, sizes = low_res_phase(args, 5, loader, log=False), 0, []
+    for epoch in range(5):
+        before_epoch(epoch)
+        for batch, _ in loader:
+            counted += _counted(model, batch, backward=True)
+            sizes.append(batch.shape[-1])
+    assert sizes == [12, 12, 16, 16, 16] and low_res_epochs(args, 5) == 2
+    expected = run_training_flops(tiny_config, 8, 5, low_res_epochs(args, 5), 12, 0.25)
+    assert counted == expected - 2 * _not_computed(tiny_config, 8, 12) - 3 * _not_computed(tiny_config, 8)
+    assert expected == 2 * training_flops(tiny_config, 8, 12, 0.25) + 3 * training_flops(tiny_config, 8, 16, 0.25)
+    assert run_training_flops(tiny_config, 8, 5) == training_flops(tiny_config, 40)  # no low-res phase, no dropout
+    assert run_training_flops(tiny_config, 8, 5, 2) == training_flops(tiny_config, 40)  # no --low-res-size
+
+
+def test_shipped_cpu_run_did_a_third_of_the_work_of_full_size_epochs():
+    # the CPU recipe's 257 epochs of 195 batches of 256: 180 at 16x16 (16 patches, 12 kept), 77 at 32x32 (64, 48)
+    config = get_config("vit_cifar_cpu")
+    done = run_training_flops(config, 195 * 256, 257, 180, 16, 0.25)
+    assert round(done / 1e15, 2) == 2.27 and round(training_flops(config, 195 * 256 * 257) / 1e15, 2) == 6.43
 
 
 def test_describe_states_macs_and_flops():

@@ -46,7 +46,7 @@ def test_logits_match_torchvision_vit_b_16_after_conversion():
     with torch.no_grad():
         expected = reference(x)
         torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=0)
-        ours.set_use_sdpa(False)
+        ours.configure(attention="explicit")
         torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=0)
 
 
@@ -86,9 +86,21 @@ def test_eq4_is_layer_norm_of_class_token_after_last_block(tiny_config):
     for block in model.encoder:
         z = block(z)
     y = torch.nn.functional.layer_norm(z[:, 0], (tiny_config.hidden_dim,), model.norm.weight, model.norm.bias, 1e-6)
-    features, _ = model.forward_features(x)
-    torch.testing.assert_close(features, y)
+    tokens = model.forward_features(x)
+    torch.testing.assert_close(tokens, z)  # all N + 1 tokens of the last layer, before the final LN
+    torch.testing.assert_close(model.forward_head(tokens, pre_logits=True), y)
     torch.testing.assert_close(model(x), y @ model.head.weight.T + model.head.bias)
+
+
+def test_gap_head_is_layer_norm_of_the_mean_patch_token(tiny_config):
+    """pool="gap": y = LN(mean of z_L^1..N), not the mean of the normalised tokens (they differ)."""
+    model = ViT(tiny_config, pool="gap").eval()
+    x = torch.randn(4, 3, 16, 16)
+    tokens = model.forward_features(x)
+    norm = lambda t: torch.nn.functional.layer_norm(t, (32,), model.norm.weight, model.norm.bias, 1e-6)  # noqa: E731
+    y = norm(tokens[:, 1:].mean(dim=1))
+    torch.testing.assert_close(model(x), y @ model.head.weight.T + model.head.bias)
+    assert not torch.allclose(y, norm(tokens[:, 1:]).mean(dim=1), atol=1e-3)
 
 
 def test_every_parameter_gets_a_gradient(tiny_config):
@@ -129,8 +141,8 @@ def test_channels_last_model_computes_the_same_logits(tiny_config):
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_config_repr_shows_training_options_only_when_set():
+def test_config_repr_is_the_architecture_with_pool_only_when_not_cls():
     plain = repr(ViTConfig())
-    assert plain.startswith("ViTConfig(image_size=224, patch_size=16,") and "use_sdpa=True)" in plain
-    assert "pool" not in plain and "patch_dropout" not in plain
-    assert repr(ViTConfig(pool="gap", patch_dropout=0.25)).endswith("use_sdpa=True, patch_dropout=0.25, pool='gap')")
+    assert plain == ("ViTConfig(image_size=224, patch_size=16, in_channels=3, num_classes=1000, hidden_dim=768, "
+                     "num_layers=12, num_heads=12, mlp_dim=3072, dropout=0.0, attn_dropout=0.0)")
+    assert repr(ViTConfig(pool="gap")) == plain[:-1] + ", pool='gap')"

@@ -2,27 +2,87 @@ import pytest
 import torch
 from torch import nn
 
+from vit_replication import precision_choice
 from vit_replication.engine import train_one_epoch
 from vit_replication.errors import UserError
 from vit_replication.model import ViT
-from vit_replication.precision import autocast, grad_scaler, resolve_precision
+from vit_replication.precision import autocast, grad_scaler
+from vit_replication.precision_choice import (
+    PROBE_BATCH,
+    PROBE_GIVE_UP,
+    PrecisionChoice,
+    choose_precision,
+    probe_step_seconds,
+)
 
 CUDA = torch.device("cuda")  # only a label here: nothing is put on it
+CPU = torch.device("cpu")
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), "fp16"), ((7, 0), "fp16"), ((8, 0), "bf16"),
                                                   ((9, 0), "bf16")])
 def test_auto_precision_follows_the_gpu_generation(capability, expected):
-    assert resolve_precision("auto", CUDA, capability) == expected  # T4, V100: fp16; A100, H100: bf16
+    choice = choose_precision(CUDA, capability=capability)  # T4, V100: fp16; A100, H100: bf16
+    assert (choice.precision, choice.attention) == (expected, "sdpa")
+    assert f"compute capability {capability[0]}.{capability[1]}" in choice.reason
 
 
-def test_auto_is_fp32_on_cpu_and_explicit_choices_pass_through():
-    cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == "fp32"
-    for choice in ("bf16", "fp16", "fp32"):
-        assert resolve_precision(choice, cpu) == choice == resolve_precision(choice, CUDA, (7, 5))
+def timer(rates: dict[str, float], calls: list | None = None):
+    """A step timer that reports ``rates`` (training images/s per "precision attention") and gives up, as the probe
+    does, on a candidate slower than the limit it is given."""
+    def step_seconds(precision: str, attention: str, give_up_after: float | None) -> float | None:
+        if calls is not None:
+            calls.append((precision, attention, give_up_after))
+        seconds = 1 / rates[f"{precision} {attention}"]
+        return None if give_up_after is not None and seconds > give_up_after else seconds
+    return step_seconds
+
+
+# training images/s of vit_cifar_cpu measured with benchmarks/cpu_precision.py under each ONEDNN_MAX_CPU_ISA
+AMX = {"fp32 sdpa": 122, "fp32 explicit": 145, "bf16 explicit": 395, "bf16 sdpa": 209}
+AVX512 = {"fp32 sdpa": 148, "fp32 explicit": 183, "bf16 explicit": 118, "bf16 sdpa": 95}
+AVX2 = {"fp32 sdpa": 147, "fp32 explicit": 143, "bf16 explicit": 10, "bf16 sdpa": 13}
+
+
+@pytest.mark.parametrize("rates, expected, given_up", [
+    (AMX, ("bf16", "explicit"), []),  # AVX-512 BF16 / AMX: bf16 2.7x faster
+    (AVX512, ("fp32", "explicit"), []),  # AVX-512 without bf16: emulated, slower
+    (AVX2, ("fp32", "sdpa"), ["bf16 explicit", "bf16 sdpa"]),  # AVX2: more than 4x slower, given up on
+])
+def test_auto_precision_on_a_cpu_is_the_fastest_of_the_timed_candidates(rates, expected, given_up):
+    calls = []
+    choice = choose_precision(CPU, step_seconds=timer(rates, calls))
+    assert (choice.precision, choice.attention) == expected
+    # fp32 with SDPA is timed first, with no limit; each later candidate may be given up on at 4x the best so far
+    best = [max(list(rates.values())[:i]) for i in range(1, 4)]
+    assert calls == [("fp32", "sdpa", None)] + [(*c.split(), PROBE_GIVE_UP / b) for c, b in zip(list(rates)[1:], best)]
+    shown = ", ".join(f"{c} far slower" if c in given_up else f"{c} {r}" for c, r in rates.items())
+    assert choice.reason == f"timed on this CPU, training images/s: {shown}"
+
+
+def test_explicit_choices_pass_through_and_attention_follows_the_format():
+    never = timer({}, None)  # would fail if called: an explicit precision is not timed
+    assert choose_precision(CPU, "bf16", step_seconds=never) == PrecisionChoice("bf16", "explicit", "as asked")
+    assert choose_precision(CPU, "fp32", step_seconds=never).attention == "sdpa"
+    assert choose_precision(CPU, "bf16", "sdpa", step_seconds=never).attention == "sdpa"
+    assert choose_precision(CUDA, "fp16", capability=(9, 0)) == PrecisionChoice("fp16", "sdpa", "as asked")
+    # auto precision with a given kernel times that kernel only
+    calls = []
+    choice = choose_precision(CPU, "auto", "sdpa", step_seconds=timer(AMX, calls))
+    assert (choice.precision, choice.attention) == ("bf16", "sdpa") and [c[:2] for c in calls] == [
+        ("fp32", "sdpa"), ("bf16", "sdpa")]
     with pytest.raises(UserError, match="unknown precision 'fp8'; choose one of auto, bf16, fp16, fp32"):
-        resolve_precision("fp8", cpu)
+        choose_precision(CPU, "fp8")
+    with pytest.raises(UserError, match="unknown attention 'flash'"):
+        choose_precision(CPU, "fp32", "flash")
+
+
+def test_the_cpu_probe_times_real_steps_and_gives_up_on_a_slow_warm_up(monkeypatch):
+    """``probe_step_seconds`` with an injected clock: each step reads the clock twice, 1 s apart per image batch."""
+    ticks = iter(range(1000))
+    monkeypatch.setattr(precision_choice.time, "perf_counter", lambda: next(ticks) * PROBE_BATCH)
+    assert probe_step_seconds("fp32", "sdpa") == 1.0  # 32 s a step of 32 images: 1 s per image
+    assert probe_step_seconds("bf16", "explicit", give_up_after=0.5) is None  # the warm-up step was too slow
 
 
 def test_autocast_computes_in_the_chosen_format_on_cpu():
@@ -32,6 +92,8 @@ def test_autocast_computes_in_the_chosen_format_on_cpu():
         assert layer(x).dtype == torch.bfloat16
     with autocast(torch.device("cpu"), "fp32"):
         assert layer(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="choose_precision resolves 'auto'"):
+        autocast(torch.device("cpu"), "auto")
 
 
 def test_grad_scaler_step_equals_the_unscaled_step_without_overflow(tiny_config):
@@ -53,13 +115,3 @@ def test_grad_scaler_step_equals_the_unscaled_step_without_overflow(tiny_config)
     for key, value in plain.items():
         torch.testing.assert_close(scaled_state[key], value, rtol=1e-5, atol=1e-6)
     assert grad_scaler(device, "fp16").is_enabled() and not grad_scaler(device, "bf16").is_enabled()
-
-
-def test_fast_precision_uses_bf16_only_on_cpus_that_compute_it():
-    from vit_replication.precision import fast_precision
-
-    cpu = torch.device("cpu")
-    assert fast_precision(cpu, "flags : fpu sse2 avx512f avx512_bf16 amx_tile") == "bf16"
-    assert fast_precision(cpu, "flags : fpu sse2 amx_bf16") == "bf16"
-    assert fast_precision(cpu, "flags : fpu sse2 avx2 avx512f") == "fp32"  # bf16 would be emulated
-    assert fast_precision(cpu, "") == "fp32"

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vit_replication.errors import UserError
 from vit_replication.model import ViT, count_parameters
 from vit_replication.realformer import RealFormerViT, ResidualAttention
 
@@ -70,5 +71,24 @@ def test_bad_inputs_give_clear_errors(tiny_config):
     attention = ResidualAttention(32, 4)
     with pytest.raises(ValueError, match="prev_scores has shape"):
         attention(torch.randn(2, 9, 32), torch.randn(2, 4, 8, 8))
-    with pytest.raises(ValueError, match="pre-softmax scores"):
-        RealFormerViT(tiny_config).set_use_sdpa(True)
+    with pytest.raises(UserError, match="RealFormerViT needs attention='explicit'"):
+        RealFormerViT(tiny_config).configure(attention="sdpa")
+    with pytest.raises(UserError, match="RealFormerViT needs attention='explicit'"):
+        RealFormerViT(tiny_config, attention="sdpa")
+
+
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_logits_are_the_shared_head_on_the_pooled_last_layer_tokens(tiny_config, pool):
+    """RealFormer changes only the token loop: logits = head(LN(pool(z_L))) with z_L from its own layers, run here by
+    hand with the scores passed along."""
+    model = RealFormerViT(tiny_config, pool=pool, drop_path=0.1).eval()
+    x = torch.randn(3, 3, 16, 16)
+    z, scores = model.embedding(x), None
+    for block in model.encoder:
+        z, scores = block(z, scores)
+    torch.testing.assert_close(model.forward_features(x), z)
+    pooled = z[:, 0] if pool == "cls" else z[:, 1:].mean(dim=1)
+    y = F.layer_norm(pooled, (tiny_config.hidden_dim,), model.norm.weight, model.norm.bias, 1e-6)
+    logits, attentions = model(x, return_attention=True)
+    torch.testing.assert_close(logits, y @ model.head.weight.T + model.head.bias)
+    assert len(attentions) == tiny_config.num_layers and all(a.shape == (3, 4, 17, 17) for a in attentions)

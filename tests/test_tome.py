@@ -13,10 +13,56 @@ from vit_replication.tome import (
 )
 
 
-def test_r_zero_gives_the_plain_vit_logits(tiny_config):
-    vit = ViT(tiny_config).eval()
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_r_zero_gives_the_plain_vit_logits_and_attention(tiny_config, pool):
+    vit = ViT(tiny_config, pool=pool).eval()
     x = torch.randn(3, 3, 16, 16)
     torch.testing.assert_close(ToMeViT(vit, r=0)(x), vit(x), atol=1e-5, rtol=1e-5)
+    logits, attentions = ToMeViT(vit, r=0)(x, return_attention=True)
+    with torch.no_grad():
+        _, expected = vit(x, return_attention=True)
+    assert len(attentions) == tiny_config.num_layers
+    for ours, theirs in zip(attentions, expected):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_gap_averages_the_patch_tokens_weighted_by_their_size(tiny_config):
+    """Under GAP the pooled vector is the mean over the original patches: a token standing for s patches counts s
+    times, the class token not at all. Checked on a hand-built merged sequence."""
+    vit = ViT(tiny_config, pool="gap").eval()
+    z = torch.randn(2, 4, tiny_config.hidden_dim)  # class token + 3 tokens of sizes 2, 1, 3
+    size = torch.tensor([1.0, 2.0, 1.0, 3.0]).expand(2, 4)[..., None]
+    expected = (2 * z[:, 1] + z[:, 2] + 3 * z[:, 3]) / 6
+    torch.testing.assert_close(vit.pool(z, size), expected)
+    torch.testing.assert_close(vit.forward_head(z, size=size), vit.head(vit.norm(expected)))
+
+
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_merged_model_pools_with_the_sizes_of_its_tokens(tiny_config, pool):
+    """ToMe's logits are the ViT's head on its own merged tokens: the class token, or the size-weighted patch mean
+    (equal to the plain mean of the patches each token stands for, recovered here from the source matrix)."""
+    vit = ViT(tiny_config, pool=pool).eval()
+    tome = ToMeViT(vit, r=3)
+    x = torch.randn(2, 3, 16, 16)
+    logits, attentions, source = tome(x, return_attention=True, return_source=True)
+    assert [a.shape[-1] for a in attentions] == [17, 14]  # each layer merges 3 tokens after its attention
+    assert attentions[1].shape == (2, 4, 14, 14)
+    torch.testing.assert_close(attentions[1].sum(-1), torch.ones(2, 4, 14))
+    size = source.sum(dim=-1, keepdim=True)  # patches (or class token) per remaining token
+    assert torch.equal(size[:, 0, 0], torch.ones(2)) and size[:, 1:].sum(dim=(1, 2)).eq(16).all()
+    z, sizes = _tome_tokens(tome, x)
+    torch.testing.assert_close(sizes, size)
+    pooled = z[:, 0] if pool == "cls" else (z[:, 1:] * size[:, 1:]).sum(1) / 16
+    torch.testing.assert_close(logits, vit.head(vit.norm(pooled)), atol=1e-5, rtol=1e-5)
+
+
+def _tome_tokens(tome: ToMeViT, x: torch.Tensor):
+    """The merged tokens after the last layer and their sizes, by running ToMe's layers one by one."""
+    with torch.no_grad():
+        z, size = tome.vit.embedding(x), None
+        for block in tome.vit.encoder:
+            z, size, _ = tome.block(block, z, size, None)
+    return z, size
 
 
 def test_token_count_sizes_and_sources(tiny_config):

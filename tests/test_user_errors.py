@@ -10,10 +10,14 @@ import pytest
 
 from vit_replication import train
 from vit_replication.errors import UserError, one_line
-from vit_replication.model import ViTConfig
+from vit_replication.model import Runtime, ViTConfig
 from vit_replication.npz import load_npz
+from vit_replication.width_varying import WidthVaryingConfig
 
-TINY = ["--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32", "--no-progress"]
+# 64 synthetic images and vit_cifar's 32x32 images and 4x4 patches at tiny widths, in fp32 as asked (not the
+# precision --precision auto would time on this machine)
+TINY = ["--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32", "--no-progress",
+        "--hidden-dim", "32", "--num-layers", "2", "--num-heads", "2", "--mlp-dim", "64", "--precision", "fp32"]
 
 
 def fails(argv, capsys) -> str:
@@ -58,7 +62,7 @@ def image_folder(root: Path, broken: bool = False) -> Path:
     (["--time-budget", "0.5"], "--time-budget 0.5 s leaves"),
     (["--low-res-size", "16"], "--low-res-size needs --loader device"),
     (["--image-size", "30"], "ViTConfig: image_size 30 is not divisible by patch_size 4"),
-    (["--num-heads", "5"], "ViTConfig: hidden_dim 256 is not divisible by num_heads 5"),
+    (["--num-heads", "5"], "ViTConfig: hidden_dim 32 is not divisible by num_heads 5"),
     (["--resize", "--loader", "device"], "--loader device needs images of the model's size"),
 ])
 def test_bad_options_are_one_line_and_leave_no_folder(argv, message, tmp_path, capsys):
@@ -100,7 +104,13 @@ def test_image_folder_records_what_was_loaded(tmp_path):
     metrics = train.main(["--dataset", "imagefolder", "--data-dir", str(root), "--image-size", "8", "--patch-size",
                           "4", "--batch-size", "4", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "o")])
     assert metrics["loaded"] == f"ImageFolder {root / 'train'}" and metrics["dataset"] == "imagefolder"
-    assert len(metrics["mean"]) == 3 and all(0 <= m <= 1 for m in metrics["mean"])  # measured on these images
+    from PIL import Image
+
+    # measured on these images: every pixel of the 8 training JPEGs as decoded, scaled to [0, 1], per channel
+    pixels = np.concatenate([np.asarray(Image.open(path).convert("RGB"), dtype=np.float64).reshape(-1, 3) / 255
+                             for path in sorted((root / "train").rglob("*.jpg"))])
+    assert metrics["mean"] == pytest.approx(pixels.mean(0).tolist(), abs=5.1e-5)  # stored to 4 decimals
+    assert metrics["std"] == pytest.approx(pixels.std(0, ddof=1).tolist(), abs=5.1e-5)
 
 
 def test_resume_errors_name_the_checkpoint_and_keep_it(tmp_path, capsys):
@@ -110,7 +120,7 @@ def test_resume_errors_name_the_checkpoint_and_keep_it(tmp_path, capsys):
     train.main(TINY + ["--epochs", "1", "--out", str(out)])
     saved = (out / "checkpoint.pt").read_bytes()
     line = fails(TINY + ["--epochs", "2", "--resume", "--hidden-dim", "128", "--out", str(out)], capsys)
-    assert f"--resume: {out / 'checkpoint.pt'} holds another model (hidden_dim: 256 -> 128)" in line
+    assert f"--resume: {out / 'checkpoint.pt'} holds another model (hidden_dim: 32 -> 128)" in line
     assert (out / "checkpoint.pt").read_bytes() == saved  # untouched
     (out / "checkpoint.pt").write_bytes(saved[: len(saved) // 3])
     line = fails(TINY + ["--epochs", "2", "--resume", "--out", str(out)], capsys)
@@ -142,11 +152,31 @@ def test_config_validates_every_field():
                        ("num_classes", True), ("image_size", None)):
         with pytest.raises(UserError, match=f"ViTConfig.{field} must be a positive integer, got {bad!r}"):
             ViTConfig(**{field: bad})
-    for field in ("dropout", "attn_dropout", "drop_path", "patch_dropout"):
+    for field in ("dropout", "attn_dropout"):
         with pytest.raises(UserError, match=rf"ViTConfig.{field} must be in \[0, 1\), got 1"):
             ViTConfig(**{field: 1})
+    for field in ("drop_path", "patch_dropout", "use_sdpa"):  # runtime settings, not the architecture
+        with pytest.raises(TypeError, match=field):
+            ViTConfig(**{field: 0})
     with pytest.raises(UserError, match="ViTConfig.pool must be one of cls, gap, got 'max'"):
         ViTConfig(pool="max")
+
+
+def test_runtime_validates_every_setting():
+    for field in ("drop_path", "patch_dropout"):
+        with pytest.raises(UserError, match=rf"Runtime.{field} must be in \[0, 1\), got 1"):
+            Runtime(**{field: 1})
+    with pytest.raises(UserError, match="Runtime.attention must be one of sdpa, explicit, got 'flash'"):
+        Runtime(attention="flash")
+    with pytest.raises(UserError, match="Runtime.dynamic_image_size must be True or False, got 1"):
+        Runtime(dynamic_image_size=1)
+    with pytest.raises(UserError, match="WidthVaryingConfig.pool must be one of cls, gap, got 'max'"):
+        WidthVaryingConfig(pool="max")
+
+
+def test_drop_path_option_is_checked_before_any_work(tmp_path, capsys):
+    line = fails(TINY + ["--epochs", "1", "--drop-path", "1.5", "--out", str(tmp_path / "o")], capsys)
+    assert line == "error: --drop-path must be in [0, 1), got 1.5" and not (tmp_path / "o").exists()
 
 
 def test_truncated_npz_is_named(tmp_path):

@@ -5,17 +5,30 @@ from vit_replication.model import ViT, count_parameters, expected_num_parameters
 from vit_replication.width_varying import WidthVaryingConfig, WidthVaryingViT
 
 
-def test_one_stage_is_the_plain_vit(tiny_config):
-    """With a single stage the width-varying ViT computes exactly the tower ViT (same weights, same logits)."""
-    plain = ViT(tiny_config).eval()
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_one_stage_is_the_plain_vit(tiny_config, pool):
+    """With a single stage the width-varying ViT computes exactly the tower ViT (same weights, same logits, same
+    attention maps), under either pooling."""
+    plain = ViT(tiny_config, pool=pool).eval()
     config = WidthVaryingConfig(image_size=16, patch_size=4, num_classes=10, stage_dims=(32,), stage_depths=(2,),
-                                head_dim=8, mlp_ratio=2.0)
+                                head_dim=8, mlp_ratio=2.0, pool=pool)
     varying = WidthVaryingViT(config).eval()
     state = {k.replace("encoder.", "stages.0."): v for k, v in plain.state_dict().items()}
     varying.load_state_dict(state)
     x = torch.randn(3, 3, 16, 16)
     torch.testing.assert_close(varying(x), plain(x))
+    (_, attentions), (_, expected) = varying(x, return_attention=True), plain(x, return_attention=True)
+    assert len(attentions) == 2 and all(torch.allclose(a, b) for a, b in zip(attentions, expected))
     assert count_parameters(varying) == expected_num_parameters(tiny_config)
+
+
+def test_runtime_settings_reach_every_stage():
+    model = WidthVaryingViT(WidthVaryingConfig(stage_dims=(32, 64), stage_depths=(2, 1), head_dim=16), drop_path=0.2,
+                            attention="explicit")
+    assert [block.drop_path.p for block in model.blocks()] == [0.0, 0.1, 0.2]
+    assert not any(block.attention.use_sdpa for block in model.blocks())
+    model.configure(drop_path=0.0, patch_dropout=0.5)
+    assert [block.drop_path.p for block in model.blocks()] == [0.0] * 3 and model.embedding.patch_dropout.p == 0.5
 
 
 def test_stages_widths_heads_and_parameter_count():

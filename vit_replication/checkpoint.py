@@ -42,21 +42,45 @@ def config_differences(stored: dict, requested: dict) -> list[str]:
 
 
 def check_resumable(checkpoint: dict, config: dict, path: str | Path) -> None:
-    """Raise a one-line ``UserError`` when ``checkpoint`` was trained with another model config than ``config``."""
-    differences = config_differences(checkpoint.get("config", {}), config)
+    """Raise a one-line ``UserError`` when ``checkpoint`` was trained with another architecture than ``config``
+    (runtime settings may change: ``runtime_changes`` lists them)."""
+    from .model import architecture_dict
+
+    differences = config_differences(architecture_dict(checkpoint.get("config", {})), config)
     if differences:
         raise UserError(f"--resume: {path} holds another model ({'; '.join(differences)}); resume with the options "
                         "it was trained with, or choose a new --out")
+
+
+def stored_runtime(checkpoint: dict) -> dict:
+    """The runtime settings a checkpoint was trained with: its ``runtime``, or for an older checkpoint
+    those its config held (``use_sdpa`` becomes ``attention``)."""
+    if "runtime" in checkpoint:
+        return checkpoint["runtime"]
+    from .model import LEGACY_RUNTIME_KEYS
+
+    config = checkpoint.get("config", {})
+    runtime = {key: config[key] for key in LEGACY_RUNTIME_KEYS if key in config}
+    if "use_sdpa" in runtime:
+        runtime["attention"] = "sdpa" if runtime.pop("use_sdpa") else "explicit"
+    return runtime
+
+
+def runtime_changes(checkpoint: dict, runtime: dict) -> list[str]:
+    """'name: stored -> requested' for every runtime setting that a resumed run changes."""
+    stored = stored_runtime(checkpoint)
+    return config_differences(stored, {key: value for key, value in runtime.items() if key in stored})
 
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "cifar10_vit"  # model.pt + metrics.json
 
 
 def model_from_checkpoint(checkpoint: dict):
-    """The ``model.ViT`` of a checkpoint (CLI run, notebook 05 or the shipped model), in eval mode, in fp32."""
-    from .model import ViT, ViTConfig
+    """The ``model.ViT`` of a checkpoint (CLI run, notebook 05 or the shipped model), in eval mode, in fp32, with the
+    default runtime settings (no patch dropout, no drop path, whatever it was trained with: ``model.configure``)."""
+    from .model import ViT, config_from_dict
 
-    model = ViT(ViTConfig(**checkpoint["config"])).eval()
+    model = ViT(config_from_dict(checkpoint["config"])).eval()
     model.load_state_dict({key: value.float() for key, value in checkpoint["model"].items()})
     return model
 

@@ -7,7 +7,8 @@ An image of size H x W x C is cut into N = HW / P^2 patches of P x P pixels; eac
 projected to D = ``hidden_dim`` by the same linear map E. A Conv2d with kernel = stride = P computes exactly
 that map on every patch at once (notebook 01 shows the two are equal).
 
-Two additions for training on small budgets, both off by default:
+Two additions for training on small budgets, both off by default; they are runtime settings (``model.Runtime``),
+which ``ViT.configure`` sets on a built model:
 - Images of another size (``dynamic_image_size``): E_pos is learned for the config's grid; for a smaller or larger
   grid it is interpolated in 2D "according to their location in the original image" (paper Sec. 3.2,
   ``resample_position_embedding``). A low-resolution first phase of training uses this.
@@ -85,6 +86,11 @@ def resample_position_embedding(position_embedding: torch.Tensor, grid_size: int
     return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, grid_size * grid_size, -1)], dim=1)
 
 
+def kept_patches(num_patches: int, p: float = 0.0) -> int:
+    """Patch tokens an image keeps under patch dropout ``p`` while training: max(1, int(N (1 - p)))."""
+    return max(1, int(num_patches * (1.0 - p)))
+
+
 class PatchDropout(nn.Module):
     """While training, keep a random ``1 - p`` share of each image's patch tokens (at least one); the first
     ``num_prefix`` tokens (the class token) are always kept. The identity in eval mode or with p = 0."""
@@ -100,7 +106,7 @@ class PatchDropout(nn.Module):
             return z
         prefix, patches = z[:, :self.num_prefix], z[:, self.num_prefix:]
         b, n, d = patches.shape
-        keep = max(1, int(n * (1.0 - self.p)))
+        keep = kept_patches(n, self.p)
         index = torch.rand(b, n, device=z.device).argsort(dim=1)[:, :keep]  # a random subset per image
         return torch.cat([prefix, patches.gather(1, index.unsqueeze(-1).expand(-1, -1, d))], dim=1)
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distributed import all_reduce_sum, rank_seed
 from .optim import build_optimizer, warmup_cosine  # noqa: F401  (the recipe's pieces, as notebook 05 calls them)
-from .precision import autocast, grad_scaler, resolve_precision
+from .precision import autocast, grad_scaler
 
 PROGRESS_INTERVAL = 2.0  # seconds between progress-bar updates: keeps notebook outputs small
 
@@ -61,7 +61,8 @@ def train_one_epoch(
 
     ``batch_transform`` (e.g. ``augment.batch_mixing``) maps (images, labels) on the device to (images, targets);
     with soft targets [B, classes] a prediction counts as correct when it is the class with the largest share.
-    ``precision`` is a resolved one (``resolve_precision``); fp16 needs a ``scaler`` (``grad_scaler``).
+    ``precision`` is bf16, fp16 or fp32 (``precision_choice.choose_precision``); fp16 needs a ``scaler``
+    (``grad_scaler``).
     """
     scaler = scaler or grad_scaler(device, precision)
     model.train()
@@ -137,7 +138,7 @@ def fit(
     device: torch.device,
     loss_fn: nn.Module | None = None,
     seed: int = 0,
-    precision: str = "auto",
+    precision: str = "fp32",
     grad_clip: float | None = 1.0,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
@@ -155,7 +156,7 @@ def fit(
     loss, accuracy, lr and time (test entries are None for epochs without evaluation). ``loss_fn`` is the training
     loss (label smoothing, soft targets); the reported test loss is the plain cross-entropy. ``batch_transform`` is
     applied to every training batch on the device (see ``train_one_epoch``); ``before_epoch(epoch)`` runs before
-    each epoch (e.g. to change the training resolution). ``precision`` as in ``resolve_precision``. ``rank`` is
+    each epoch (e.g. to change the training resolution). ``precision`` as in ``train_one_epoch``. ``rank`` is
     this process's under torchrun: every process draws its own augmentation, mixing and drop-path randomness.
 
     With ``checkpoint_path`` a checkpoint is written after every ``checkpoint_every``-th epoch and the last (unless
@@ -166,7 +167,6 @@ def fit(
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     loss_fn = loss_fn or nn.CrossEntropyLoss()
-    precision = resolve_precision(precision, device)
     scaler = grad_scaler(device, precision)
     history: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                                                      "lr", "epoch_time")}

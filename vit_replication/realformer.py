@@ -11,13 +11,16 @@ same seed it starts from the same weights (tests/test_realformer.py checks both)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .attention import MultiHeadSelfAttention
 from .block import EncoderBlock
-from .model import ViT, ViTConfig
+from .errors import UserError
+from .model import Runtime, ViT, ViTConfig
 
 
 class ResidualAttention(MultiHeadSelfAttention):
@@ -52,23 +55,28 @@ class RealFormerBlock(EncoderBlock):
 
 
 class RealFormerViT(ViT):
-    """The ViT of ``model.py`` with every encoder layer a ``RealFormerBlock`` (same parameters, same names)."""
+    """The ViT of ``model.py`` with every encoder layer a ``RealFormerBlock`` (same parameters, same names). Only the
+    token loop differs; pooling, final LN and head are the ViT's. Attention is always explicit."""
+
+    default_runtime = Runtime(attention="explicit")
 
     @staticmethod
-    def make_block(config: ViTConfig, drop_path: float) -> nn.Module:
+    def make_block(config: ViTConfig) -> nn.Module:
         return RealFormerBlock(config.hidden_dim, config.num_heads, config.mlp_dim, config.dropout,
-                               config.attn_dropout, drop_path, use_sdpa=False)
+                               config.attn_dropout, use_sdpa=False)
 
-    def set_use_sdpa(self, use_sdpa: bool) -> None:
-        """Residual attention needs the explicit scores, which the fused kernel never returns."""
-        if use_sdpa:
-            raise ValueError("RealFormer needs the pre-softmax scores, which the fused SDPA kernel does not return")
+    def configure(self, runtime: Runtime | None = None, **changes) -> RealFormerViT:
+        """As ``ViT.configure``; residual attention needs the explicit scores, which the fused kernel never returns."""
+        runtime = replace(runtime or self.runtime, **changes)
+        if runtime.attention != "explicit":
+            raise UserError("RealFormerViT needs attention='explicit': residual attention adds the pre-softmax "
+                            "scores, which the fused SDPA kernel does not return")
+        return super().configure(runtime)
 
-    def forward_features(self, x: torch.Tensor, return_attention: bool = False):
-        """Images -> (LN(z_L^0) [B, D], each layer's A_l if asked); the scores S_l flow from layer to layer."""
-        z = self.embedding(x)
+    def forward_tokens(self, z: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, list]:
+        """z_0 -> (z_L, each layer's A_l if asked); the scores S_l flow from layer to layer beside the tokens."""
         scores, attentions = None, []
         for block in self.encoder:
             z, scores, *weights = block(z, scores, return_attention)
             attentions += weights
-        return self.norm(z[:, 0]), attentions
+        return z, attentions

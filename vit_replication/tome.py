@@ -12,7 +12,8 @@ In each encoder layer, between the attention block (Eq. 2) and the MLP block (Eq
    A = softmax(q k^T / sqrt(D_h) + log s), which gives exactly the attention over the unmerged copies
    (tests/test_tome.py checks that identity).
 
-After L layers the sequence has N + 1 - L r tokens. ``r = 0`` gives the plain ViT's logits.
+After L layers the sequence has N + 1 - L r tokens. ``r = 0`` gives the plain ViT's logits. With
+``pool="gap"`` the final patch tokens are averaged weighted by their size, so each patch counts once.
 """
 
 from __future__ import annotations
@@ -72,21 +73,29 @@ def merge_weighted(x: torch.Tensor, size: torch.Tensor, plan: MergePlan) -> tupl
 
 
 def proportional_attention(
-    attention: MultiHeadSelfAttention, z: torch.Tensor, size: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+    attention: MultiHeadSelfAttention, z: torch.Tensor, size: torch.Tensor | None, return_attention: bool = False
+) -> tuple[torch.Tensor, ...]:
     """MSA (Eqs. 5-8) with log(size) added to every key's score; returns the output and the keys averaged over
-    heads [B, N, D_h] (ToMe's similarity metric)."""
+    heads [B, N, D_h] (ToMe's similarity metric), and A = softmax(q k^T / sqrt(D_h) + log s) [B, heads, N, N] if
+    asked (computed explicitly then, as the fused kernel never materialises it)."""
     q, k, v = attention.split_heads(z)
     bias = None if size is None else size.log()[:, None, None, :, 0]  # [B, 1, 1, N], broadcast over heads/queries
-    heads = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    return attention.merge_heads(heads), k.mean(dim=1)
+    if not return_attention:
+        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return attention.merge_heads(heads), k.mean(dim=1)
+    scores = attention.scores(q, k)
+    weights = (scores if bias is None else scores + bias).softmax(dim=-1)
+    return attention.merge_heads(weights @ v), k.mean(dim=1), weights
 
 
 class ToMeViT(nn.Module):
     """Wrap a trained ``ViT`` (weights shared, not copied) to merge ``r`` tokens per layer at inference.
 
-    ``forward(x, return_source=True)`` also returns, per image, which original tokens each remaining token
-    stands for: a 0/1 matrix [B, remaining tokens, N + 1].
+    Only the token loop is ToMe's; pooling, final LN and head are the ViT's (``ViT.forward_head``), so ``config.pool``
+    holds: "cls" takes the class token (never merged), "gap" the mean of the patch tokens weighted by their size.
+    ``forward(x, return_attention=True)`` also returns each layer's attention [B, heads, N_l, N_l] (N_l tokens enter
+    layer l); ``return_source=True`` also returns, per image, which original tokens each remaining token stands
+    for: a 0/1 matrix [B, remaining tokens, N + 1].
     """
 
     def __init__(self, vit: ViT, r: int = 0, proportional: bool = True):
@@ -94,20 +103,29 @@ class ToMeViT(nn.Module):
         self.vit, self.r, self.proportional = vit, r, proportional
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor, return_source: bool = False):
+    def forward(self, x: torch.Tensor, return_attention: bool = False, return_source: bool = False):
+        """Images -> logits [B, num_classes], then the attention maps and the source matrix if asked (in that
+        order)."""
         z = self.vit.embedding(x)
         b, n, _ = z.shape
         size = None  # every token stands for itself until the first merge
         source = torch.eye(n, device=z.device).expand(b, n, n) if return_source else None
-        for block in self.vit.encoder:
-            z, size, source = self.block(block, z, size, source)
-        logits = self.vit.head(self.vit.norm(z[:, 0]))  # Eq. 4 on the (never merged) class token
-        return (logits, source) if return_source else logits
+        attentions = [] if return_attention else None
+        for block in self.vit.blocks():
+            z, size, source = self.block(block, z, size, source, attentions)
+        logits = self.vit.forward_head(z, size=size)
+        extras = ([attentions] if return_attention else []) + ([source] if return_source else [])
+        return (logits, *extras) if extras else logits
 
-    def block(self, block: EncoderBlock, z: torch.Tensor, size: torch.Tensor | None, source: torch.Tensor | None):
+    def block(self, block: EncoderBlock, z: torch.Tensor, size: torch.Tensor | None, source: torch.Tensor | None,
+              attentions: list[torch.Tensor] | None = None):
         """One encoder layer with merging between Eq. 2 and Eq. 3 (inference: no dropout, no drop path).
-        ``size`` is None while no token has been merged (all sizes 1: plain attention, no bias)."""
-        out, keys = proportional_attention(block.attention, block.norm1(z), size if self.proportional else None)
+        ``size`` is None while no token has been merged (all sizes 1: plain attention, no bias); with a list
+        ``attentions``, this layer's attention is appended to it."""
+        out, keys, *weights = proportional_attention(block.attention, block.norm1(z),
+                                                     size if self.proportional else None, attentions is not None)
+        if attentions is not None:
+            attentions += weights
         z = z + out  # Eq. 2
         r = min(self.r, (z.shape[1] - 1) // 2)  # never more than set A holds besides the class token
         if r > 0:

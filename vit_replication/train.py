@@ -30,7 +30,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .augment import DeviceLoader, batch_mixing, device_loaders
 from .budget import plan_epochs
-from .checkpoint import check_resumable, load_checkpoint
+from .checkpoint import check_resumable, load_checkpoint, runtime_changes
 from .data import (
     DATASETS,
     build_transform,
@@ -44,22 +44,28 @@ from .data import (
 from .distributed import cleanup_distributed, init_distributed
 from .engine import fit, set_seed
 from .errors import UserError, one_line
-from .flops import describe, forward_flops, training_flops
-from .model import CONFIGS, POOLS, ViT, ViTConfig, config_dict, count_parameters, get_config
+from .flops import describe, forward_flops, run_training_flops
+from .model import CONFIGS, POOLS, Runtime, ViT, ViTConfig, config_dict, count_parameters, get_config
 from .optim import training_setup
-from .precision import PRECISIONS, cpuinfo, resolve_precision
+from .precision import ATTENTIONS, PRECISIONS, cpuinfo_field
+from .precision_choice import choose_precision
 from .report import save_figures, save_history, save_metrics
 
 PRESETS: dict[str, dict] = {
-    # The CPU recipe (README): a small ViT, data held as uint8 and augmented in memory (crop + flip only), bf16 with
-    # the written-out attention (PyTorch's fused CPU kernel is slow in bf16 backward), the first 70 % of the epochs
-    # at 16x16 pixels (16 tokens instead of 64) with interpolated position embeddings, a quarter of the patch tokens
-    # dropped while training, an evaluation every 5 epochs.
-    # For CPUs with AVX-512 BF16 or AMX; elsewhere add --precision fp32. Give it --time-budget or --epochs.
-    "cifar10-cpu": dict(model="vit_cifar_cpu", loader="device", precision="bf16", attention="explicit",
-                        batch_size=256, lr=2e-3, warmup_epochs=1.0, randaugment=False, low_res_size=16,
+    # The CPU recipe (README): a small ViT, data held as uint8 and augmented in memory (crop + flip only), the
+    # precision that trains fastest on this CPU (--precision auto: bf16 with the written-out attention where the CPU
+    # computes bf16 natively, fp32 with the fused kernel elsewhere), the first 70 % of the epochs at 16x16 pixels
+    # (16 tokens instead of 64) with interpolated position embeddings, a quarter of the patch tokens dropped while
+    # training, an evaluation every 5 epochs. Give it --time-budget or --epochs.
+    "cifar10-cpu": dict(model="vit_cifar_cpu", loader="device", batch_size=256, lr=2e-3, warmup_epochs=1.0,
+                        randaugment=False, low_res_size=16,
                         low_res_fraction=0.7, patch_dropout=0.25, eval_every=5, save_every=5, num_workers=2),
 }
+# The same recipe on a smaller ViT, for runs of a few minutes (the README's main job): on a CPU without fast bf16,
+# the 1.2 M-parameter model gets too few epochs in 5 minutes (README, "What a reader's CPU gets").
+PRESETS["quick-cpu"] = PRESETS["cifar10-cpu"] | dict(model="vit_cifar_tiny", lr=3e-3)
+# The default --drop-path per model: 0.1 in the from-scratch CIFAR-10 recipes of these two, 0 for any other model.
+DROP_PATH: dict[str, float] = {"vit_cifar": 0.1, "vit_s_cifar": 0.1}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,7 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-epochs", type=float, default=1.0)
     p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--drop-path", type=float, default=None, help="default: the model config's")
+    p.add_argument("--drop-path", type=float, default=None,
+                   help="largest stochastic-depth rate (at the last layer); default: 0.1 for vit_cifar and "
+                        "vit_s_cifar, else 0")
     p.add_argument("--pool", choices=POOLS, default=None,
                    help="cls: the class token (Eq. 4); gap: the mean of the patch tokens; default: the config's")
     p.add_argument("--patch-dropout", type=float, default=0.0, metavar="P",
@@ -98,8 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "position embeddings interpolated in 2D (paper Sec. 3.2); needs --loader device")
     p.add_argument("--low-res-fraction", type=float, default=0.5, metavar="F",
                    help="share of the epochs trained at --low-res-size (default 0.5)")
-    p.add_argument("--attention", choices=("sdpa", "explicit"), default="sdpa",
-                   help="sdpa: PyTorch's fused kernel; explicit: Eqs. 5-8 written out (faster for bf16 on a CPU)")
+    p.add_argument("--attention", choices=ATTENTIONS, default="auto",
+                   help="sdpa: PyTorch's fused kernel; explicit: Eqs. 5-8 written out (faster for bf16 on a CPU); "
+                        "auto (default): explicit for bf16 on a CPU, sdpa otherwise")
     p.add_argument("--eval-every", type=int, default=1, metavar="K",
                    help="evaluate on the test set every K epochs (and after the last)")
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="MixUp Beta(alpha, alpha); 0: off")
@@ -115,7 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 on GPUs of compute capability >= 8.0, fp16 with loss scaling below, fp32 on CPU")
+                   help="auto (default): bf16 on GPUs of compute capability >= 8.0, fp16 with loss scaling below; on "
+                        "a CPU, the faster of bf16 and fp32 as timed on it in a few seconds before training")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--channels-last", action="store_true",
                    help="keep the model in channels-last memory format (its one 4-D weight is the Conv2d patch "
@@ -136,7 +146,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 POSITIVE = ("epochs", "batch_size", "train_size", "test_size", "save_every", "eval_every", "low_res_size")
 NON_NEGATIVE = ("weight_decay", "warmup_epochs", "grad_clip", "mixup", "cutmix", "num_workers", "randaugment_groups")
-FRACTIONS = ("label_smoothing", "patch_dropout")  # in [0, 1)
+FRACTIONS = ("label_smoothing", "patch_dropout", "drop_path")  # in [0, 1)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -149,7 +159,7 @@ def check_args(args: argparse.Namespace) -> None:
         if getattr(args, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     for name in FRACTIONS:
-        if not 0 <= getattr(args, name) < 1:
+        if getattr(args, name) is not None and not 0 <= getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(args, name)}")
     if not args.lr > 0:
         raise UserError(f"--lr must be > 0, got {args.lr}")
@@ -170,14 +180,20 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def model_config(args: argparse.Namespace, num_classes: int | None = None) -> ViTConfig:
-    """The --model config with the options that override it."""
-    names = ("image_size", "patch_size", "hidden_dim", "num_layers", "num_heads", "mlp_dim", "drop_path", "pool")
+    """The --model architecture with the options that override it."""
+    names = ("image_size", "patch_size", "hidden_dim", "num_layers", "num_heads", "mlp_dim", "pool")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    overrides.update(patch_dropout=args.patch_dropout, use_sdpa=args.attention == "sdpa",
-                     dynamic_image_size=args.low_res_size is not None)
     if num_classes is not None:
         overrides["num_classes"] = num_classes
     return get_config(args.model, **overrides)
+
+
+def model_runtime(args: argparse.Namespace, attention: str) -> Runtime:
+    """How the model runs in this recipe: ``attention`` (--attention as chosen), --patch-dropout, --drop-path
+    (default ``DROP_PATH``), and other image sizes when --low-res-size trains at a lower resolution."""
+    drop_path = DROP_PATH.get(args.model, 0.0) if args.drop_path is None else args.drop_path
+    return Runtime(attention=attention, patch_dropout=args.patch_dropout, drop_path=drop_path,
+                   dynamic_image_size=args.low_res_size is not None)
 
 
 def build_data(args: argparse.Namespace, image_size: int):
@@ -228,24 +244,29 @@ def low_res_phase(args: argparse.Namespace, epochs: int, train_loader, log: bool
     """``before_epoch`` for ``engine.fit``: the first ``--low-res-fraction`` of the ``epochs`` train on images of
     ``--low-res-size`` pixels (``DeviceLoader.image_size``), the rest at the model's own size; None without
     --low-res-size."""
-    low_res_epochs = round(args.low_res_fraction * epochs) if args.low_res_size else 0
-    if not low_res_epochs:
+    low = low_res_epochs(args, epochs)
+    if not low:
         return None
     if log:
-        print(f"the first {low_res_epochs} of {epochs} epochs at {args.low_res_size}x{args.low_res_size} pixels")
+        print(f"the first {low} of {epochs} epochs at {args.low_res_size}x{args.low_res_size} pixels")
 
     def before_epoch(epoch: int) -> None:
-        train_loader.image_size = args.low_res_size if epoch < low_res_epochs else None
+        train_loader.image_size = args.low_res_size if epoch < low else None
 
     return before_epoch
+
+
+def low_res_epochs(args: argparse.Namespace, epochs: int) -> int:
+    """How many of ``epochs`` epochs, the first ones, train at --low-res-size: --low-res-fraction of them, rounded (0
+    without --low-res-size). ``low_res_phase`` trains them so, and the reported training FLOPs count them so."""
+    return round(args.low_res_fraction * epochs) if args.low_res_size else 0
 
 
 def machine() -> str:
     """The hardware a run was made on, for its metrics: GPU name, or CPU model and the threads PyTorch used."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo().splitlines() if line.startswith("model name")),
-               platform.processor() or platform.machine())
+    cpu = cpuinfo_field("model name") or platform.processor() or platform.machine()
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
@@ -272,24 +293,29 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
     rank, world_size, local_rank = init_distributed()
     main_process, out = rank == 0, Path(args.out)
     device = torch.device(f"cuda:{local_rank}" if world_size > 1 and args.device == "cuda" else args.device)
-    precision = resolve_precision(args.precision, device)
+    choice = choose_precision(device, args.precision, args.attention, config=model_config(args))  # timed on a CPU
+    precision = choice.precision
 
     # build: data, model, loaders (nothing is written before all of them exist)
+    runtime = model_runtime(args, choice.attention)
     train_set, test_set, classes, stats = build_data(args, model_config(args).image_size)
     config = model_config(args, num_classes=len(classes))
     set_seed(args.seed)
-    model = ViT(config).to(device)  # the same seed, so the same initial weights in every process
+    model = ViT(config, runtime).to(device)  # the same seed, so the same initial weights in every process
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     resumed = load_checkpoint(out / "checkpoint.pt") if args.resume else None  # read once, before any work
     if resumed is not None:
         check_resumable(resumed, config_dict(config), out / "checkpoint.pt")
+        args.runtime_changes = runtime_changes(resumed, config_dict(runtime))  # kept in checkpoint's and metrics' args
+        if args.runtime_changes and main_process:
+            print(f"--resume with other runtime settings: {'; '.join(args.runtime_changes)}")
     train_loader, test_loader = build_loaders(args, train_set, test_set, stats, world_size, rank, device)
     if main_process:
         print(f"{args.model}: {count_parameters(model):,} parameters, {describe(config)}, {config.num_patches} "
               f"patches of {config.patch_size}x{config.patch_size}; {len(train_set):,} train / {len(test_set):,} "
               f"test images ({describe_source(train_set)}), {len(classes)} classes; device {device}, {world_size} "
-              f"process(es), precision {precision}")
+              f"process(es); {choice}")
     trained = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \
         if world_size > 1 else model
     trained = torch.compile(trained) if args.compile else trained
@@ -303,8 +329,11 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
         epochs = resumed.get("epochs_planned", args.epochs)
     elif args.time_budget:
         optimizer, _, loss_fn = training_setup(model, args.lr, 1, len(train_loader), *recipe)
-        epochs = plan_epochs(args, trained, train_loader, test_loader, optimizer, loss_fn, device, precision, mixing,
-                             start, out)
+        epochs = plan_epochs(trained, train_loader, test_loader, optimizer, loss_fn, device,
+                             time_budget=args.time_budget, started=start, out=out, precision=precision,
+                             grad_clip=args.grad_clip, batch_transform=mixing, low_res_size=args.low_res_size,
+                             low_res_fraction=args.low_res_fraction, eval_every=args.eval_every,
+                             save_every=args.save_every, compiled=args.compile)
         if main_process:
             print(f"--time-budget {args.time_budget:g} s: {epochs} epochs planned "
                   f"({time.perf_counter() - start:.0f} s spent on data, model and timing)")
@@ -316,9 +345,9 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
     history = fit(
         trained, train_loader, test_loader, optimizer, scheduler, epochs, device, loss_fn, args.seed, precision,
         args.grad_clip, out / "checkpoint.pt", args.resume, args.progress and main_process, log=main_process,
-        extra_state={"config": config_dict(config), "classes": classes, "dataset": args.dataset,
-                     "data_dir": args.data_dir, "mean": stats[0], "std": stats[1], "args": vars(args),
-                     "epochs_planned": epochs},
+        extra_state={"config": config_dict(config), "runtime": config_dict(runtime), "classes": classes,
+                     "dataset": args.dataset, "data_dir": args.data_dir, "mean": stats[0], "std": stats[1],
+                     "args": vars(args), "epochs_planned": epochs},
         write_checkpoints=main_process, batch_transform=mixing, checkpoint_every=args.save_every,
         eval_every=args.eval_every, before_epoch=before_epoch, rank=rank,
     )
@@ -330,10 +359,13 @@ def run(args: argparse.Namespace) -> tuple[ViT, dict]:
         "best_test_acc": max(a for a in history["test_acc"] if a is not None), "epochs": len(history["epoch"]),
         "train_seconds_this_run": seconds, "train_seconds_all_epochs": sum(history["epoch_time"]),
         "parameters": count_parameters(model), "forward_flops_per_image": forward_flops(config),
-        "training_flops": training_flops(config, len(train_loader) * args.batch_size * len(history["epoch"])),
-        "model": args.model, "config": config_dict(config), "dataset": args.dataset,
+        # the work of the training steps done: each epoch at its resolution, with patch dropout's kept tokens
+        "training_flops": run_training_flops(config, len(train_loader) * args.batch_size, len(history["epoch"]),
+                                             low_res_epochs(args, epochs), args.low_res_size, args.patch_dropout),
+        "model": args.model, "config": config_dict(config), "runtime": config_dict(runtime), "dataset": args.dataset,
         "loaded": describe_source(train_set), "train_images": len(train_set), "test_images": len(test_set),
-        "mean": stats[0], "std": stats[1], "precision": precision, "device": str(device), "world_size": world_size,
+        "mean": stats[0], "std": stats[1], "precision": precision, "attention": choice.attention,
+        "precision_reason": choice.reason, "device": str(device), "world_size": world_size,
         "command": args.command, "machine": machine(), "args": vars(args),
     }
     if main_process:

@@ -68,12 +68,15 @@ def freeze_encoder(model: ViT) -> int:
 
 @torch.no_grad()
 def extract_features(model: ViT, images: torch.Tensor, device: torch.device, batch_size: int = 32) -> torch.Tensor:
-    """y = LN(z_L^0) (Eq. 4, before the head) for every image of ``images`` [N, C, H, W]; returns [N, D] on the CPU."""
+    """y = LN(z_L^0) (Eq. 4, before the head; with ``pool="gap"`` the LN of the mean patch token) for every image of
+    ``images`` [N, C, H, W]; returns [N, D] on the CPU."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     model.eval().to(device)
-    features = [model.forward_features(images[i:i + batch_size].to(device))[0].float().cpu()
-                for i in range(0, images.shape[0], batch_size)]
+    features = []
+    for i in range(0, images.shape[0], batch_size):
+        tokens = model.forward_features(images[i:i + batch_size].to(device))  # z_L, all tokens
+        features.append(model.forward_head(tokens, pre_logits=True).float().cpu())  # y = LN(pool(z_L))
     return torch.cat(features)
 
 
@@ -89,7 +92,7 @@ def fine_tuning_copy(model: ViT, num_classes: int) -> ViT:
 def transfer_runs(
     backbone: ViT, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
     num_classes: int, mean: Sequence[float], std: Sequence[float], steps: int, batch_size: int,
-    device: torch.device, seed: int = 0, lrs: dict[str, float] | None = None, precision: str = "auto",
+    device: torch.device, seed: int = 0, lrs: dict[str, float] | None = None, precision: str = "fp32",
     methods: Sequence[str] = METHODS,
 ) -> dict[str, dict]:
     """Three classifiers for the uint8 images and labels of ``train``, each trained for about ``steps`` steps of

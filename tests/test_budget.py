@@ -1,0 +1,93 @@
+"""--time-budget planning with injected step times and clocks: nothing here depends on how fast the machine is."""
+
+import itertools
+import time
+
+import pytest
+import torch
+
+from vit_replication import budget
+from vit_replication.budget import EPOCH_MARGIN, PLANNING_SHARE, epochs_that_fit, plan_epochs
+from vit_replication.errors import UserError
+from vit_replication.model import ViT
+from vit_replication.timing import seconds_per_step
+
+
+class FakeLoader(list):
+    """A loader of ``batches`` placeholder batches of ``batch_size`` images (only its length is read here)."""
+
+    def __init__(self, batches: int, batch_size: int = 32):
+        super().__init__([None] * batches)
+        self.batch_size, self.image_size = batch_size, None
+
+
+def test_timing_stops_once_its_share_of_seconds_is_spent_and_takes_the_median_step():
+    # the clock is read at the start, then before, after and once more after each step; the 2nd step is a slow one
+    readings = iter([0.0, 0.0, 1.0, 1.0, 1.0, 5.0, 5.0, 5.0, 6.0, 6.0, 6.0, 7.0, 7.0])
+    steps = []
+    seconds = seconds_per_step(steps.append, torch.device("cpu"), warmup=1, steps=10, max_seconds=7.0,
+                               clock=lambda: next(readings))
+    # warm-up, then one step at a time: 1, 4, 1 and 1 s; after the 4th step 7 s are spent, so the timing stops there
+    assert steps == [1, 1, 1, 1, 1] and seconds == 1.0
+    clock, steps = itertools.count(0.0, 2.0), []
+    assert seconds_per_step(steps.append, torch.device("cpu"), 2, 10, clock=lambda: next(clock)) == 2.0 / 10
+    assert steps == [2, 10]  # without a limit: all the steps in one go, their mean
+
+
+@pytest.mark.parametrize("train_step, eval_step, save, spent, expected", [
+    (1.0, 0.5, 0.0, 0.0, 3),    # (10 - 0.5 final evaluation) // (2 x 1 + 0.5 / 1 + 0) = 3
+    (1.0, 0.5, 1.0, 0.0, 3),    # a save every 2 epochs adds 0.5 s an epoch: 9.5 // 3.0 = 3
+    (0.25, 0.5, 0.0, 2.0, 7),   # 7.5 // 1.0
+])
+def test_epochs_that_fit_is_arithmetic_on_step_times(train_step, eval_step, save, spent, expected, monkeypatch):
+    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
+    assert epochs_that_fit(10, 2, 1, train_step, eval_step, save, spent, eval_every=1, save_every=2) == expected
+
+
+def test_less_than_one_epoch_names_the_measured_step_and_what_to_lower(monkeypatch):
+    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
+    with pytest.raises(UserError) as error:
+        epochs_that_fit(10, 40, 1, 21.3, 0.5, 0.0, 2.0, batch_size=256, precision="bf16")
+    message = str(error.value)
+    assert message.startswith("--time-budget 10 s leaves 8 s for training, less than one epoch (about 1022.9 s: "
+                              "a training step took 21.30 s, 12 images/s in bf16, 40 steps an epoch)")
+    assert "--train-size, --batch-size" in message
+
+
+def planner(tmp_path, steps: dict, calls: list, **options):
+    """plan_epochs on a tiny model with ``time_steps`` replaced: it returns ``steps[image_size]`` and records its
+    keyword arguments."""
+    def fake_time_steps(*args, **kwargs):
+        calls.append({"image_size": args[1].image_size, **kwargs})
+        return steps[args[1].image_size]
+
+    model = ViT(image_size=16, patch_size=4, num_classes=10, hidden_dim=32, num_layers=1, num_heads=2, mlp_dim=64)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    budget.time_steps, saved = fake_time_steps, budget.time_steps
+    try:
+        return plan_epochs(model, FakeLoader(40, 256), FakeLoader(4), optimizer, None, torch.device("cpu"),
+                           started=time.perf_counter(), out=tmp_path, **options)
+    finally:
+        budget.time_steps = saved
+
+
+def test_an_impossible_budget_fails_after_one_timed_step(tmp_path):
+    calls = []
+    with pytest.raises(UserError, match=r"--time-budget 300 s leaves .* a training step took 21.00 s, 12 images/s "
+                                        r"in bf16, 40 steps an epoch"):
+        planner(tmp_path, {None: (21.0, 1.0)}, calls, time_budget=300, precision="bf16")
+    assert [(c["steps"], c["warmup"], c["max_seconds"]) for c in calls] == [(1, 1, None)]  # one step, then the error
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_planning_times_at_most_its_share_of_the_budget_at_each_resolution(tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
+    calls = []
+    epochs = planner(tmp_path, {None: (1.0, 0.5), 8: (0.25, 0.0)}, calls, time_budget=1000, low_res_size=8,
+                     low_res_fraction=0.5)
+    share = PLANNING_SHARE * 1000 / 2
+    assert [(c["image_size"], c["steps"], c["warmup"], c["max_seconds"], c["eval_steps"]) for c in calls] == [
+        (None, 1, 1, None, 1), (8, 1, 1, None, 0), (None, 30, 1, share, 30), (8, 30, 1, share, 0)]
+    # an epoch: 40 steps of 0.5 x 1.0 + 0.5 x 0.25 s (x EPOCH_MARGIN) and 4 evaluation batches of 0.5 s; the final
+    # evaluation takes 2 s and the start-up and checkpoint timing about 0 s
+    assert EPOCH_MARGIN == 1.2 and epochs == (1000 - 2) // (40 * 0.625 * 1.2 + 2) == 31
