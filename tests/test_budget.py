@@ -41,6 +41,7 @@ def test_timing_stops_once_its_share_of_seconds_is_spent_and_takes_the_median_st
 ])
 def test_epochs_that_fit_is_arithmetic_on_step_times(train_step, eval_step, save, spent, expected, monkeypatch):
     monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
+    monkeypatch.setattr(budget, "EPOCH_MARGIN", 1.0)  # the arithmetic alone (the margin is tested below)
     assert epochs_that_fit(10, 2, 1, train_step, eval_step, save, spent, eval_every=1, save_every=2) == expected
 
 

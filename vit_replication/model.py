@@ -110,7 +110,7 @@ def check_pool(config) -> None:
 
 
 RUNTIME_FIELDS = tuple(f.name for f in fields(Runtime))
-LEGACY_RUNTIME_KEYS = ("use_sdpa", "patch_dropout", "dynamic_image_size", "drop_path")  # ViTConfig fields of older checkpoints
+LEGACY_RUNTIME_KEYS = ("use_sdpa", "patch_dropout", "dynamic_image_size", "drop_path")  # old ViTConfig fields
 
 CONFIGS: dict[str, ViTConfig] = {
     "vit_ti_16": ViTConfig(hidden_dim=192, num_layers=12, num_heads=3, mlp_dim=768),
