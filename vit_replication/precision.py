@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-ATTENTIONS = ("auto", "sdpa", "explicit")
 
 
 def autocast(device: torch.device, precision: str = "fp32"):

@@ -26,16 +26,17 @@ import torch.nn.functional as F
 
 from .distributed import all_reduce_max, is_distributed
 from .errors import UserError
-from .model import Runtime, ViT, ViTConfig
-from .precision import ATTENTIONS, PRECISIONS, autocast
+from .model import ATTENTIONS as KERNELS
+from .model import CONFIGS, Runtime, ViT, ViTConfig
+from .precision import PRECISIONS, autocast
+
+ATTENTIONS = ("auto", *KERNELS)  # the attention kernels a run may ask for, or "auto"
 
 # every format with both kernels, the safe format first: which kernel is faster differs between CPUs too
 CPU_CANDIDATES = (("fp32", "sdpa"), ("fp32", "explicit"), ("bf16", "explicit"), ("bf16", "sdpa"))
 PROBE_BATCH = 32  # images per timed probe step
 PROBE_GIVE_UP = 4.0  # a candidate whose warm-up step is this many times slower than the best timed step is dropped
-# the probe model: vit_cifar_cpu's shape (D=128, L=6, 4 heads, 4x4 patches of 32x32 images)
-PROBE_CONFIG = ViTConfig(image_size=32, patch_size=4, num_classes=10, hidden_dim=128, num_layers=6, num_heads=4,
-                         mlp_dim=512)
+PROBE_CONFIG = CONFIGS["vit_cifar_cpu"]  # the probe model when a caller names none (D=128, L=6, 32x32 images)
 
 StepTimer = Callable[[str, str, "float | None"], "float | None"]
 

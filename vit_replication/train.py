@@ -47,8 +47,8 @@ from .errors import UserError, one_line
 from .flops import describe, forward_flops, run_training_flops
 from .model import CONFIGS, POOLS, Runtime, ViT, ViTConfig, config_dict, count_parameters, get_config
 from .optim import training_setup
-from .precision import ATTENTIONS, PRECISIONS, cpuinfo_field
-from .precision_choice import choose_precision
+from .precision import PRECISIONS, cpuinfo_field
+from .precision_choice import ATTENTIONS, choose_precision
 from .report import save_figures, save_history, save_metrics
 
 PRESETS: dict[str, dict] = {
