@@ -22,7 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vit_replication.augment import DeviceLoader, batch_mixing, preload  # noqa: E402
-from vit_replication.data import CIFAR10_MEAN, CIFAR10_STD, build_transform, load_datasets, make_loader, subset  # noqa: E402
+from vit_replication.data import CIFAR10_MEAN, CIFAR10_STD, build_transform, make_loader  # noqa: E402
+from vit_replication.pipeline import build_data  # noqa: E402
+from vit_replication.recipe import TrainConfig  # noqa: E402
 
 
 def images_per_second(loader, batches: int, device: torch.device, transform=None) -> float:
@@ -52,9 +54,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     device = torch.device(args.device)
     name = "imagefolder" if args.data_dir else "synthetic"
-    sizes = (args.train_size or 5000, 16)
-    train, _, _ = load_datasets(name, args.data_dir or "data", 32, None, None, False, sizes)
-    train = subset(train, args.train_size)
+    settings = TrainConfig(dataset=name, data_dir=args.data_dir or "data", train_size=args.train_size,
+                           test_size=16, loader="device")  # raw images: each pipeline below adds its own transform
+    train, _, _, _ = build_data(settings, 32)
     results = {"dataset": name, "train_images": len(train), "batch_size": args.batch_size, "device": str(device),
                "images_per_s": {}}
     rates = results["images_per_s"]

@@ -17,7 +17,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_replication.data import load_datasets, sample_batch, subset  # noqa: E402
+from vit_replication.data import describe_source, sample_batch  # noqa: E402
+from vit_replication.pipeline import build_data  # noqa: E402
+from vit_replication.recipe import TrainConfig  # noqa: E402
 
 
 def linear_probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -52,12 +54,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--test-size", type=int, default=1000)
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
-    train, test, classes = load_datasets(args.dataset, args.data_dir, 32, None, None, False,
-                                         (args.train_size, args.test_size))
-    train, test = subset(train, args.train_size), subset(test, args.test_size)
+    settings = TrainConfig(dataset=args.dataset, data_dir=args.data_dir, train_size=args.train_size,
+                           test_size=args.test_size, loader="device")  # raw uint8 images, as the runs load them
+    train, test, classes, _ = build_data(settings, 32)
     (train_x, train_y), (test_x, test_y) = sample_batch(train, len(train)), sample_batch(test, len(test))
     train_acc, test_acc = linear_probe_accuracy(train_x, train_y, test_x, test_y, len(classes))
-    result = {"dataset": args.dataset, "train_images": len(train), "test_images": len(test),
+    result = {"dataset": args.dataset, "loaded": describe_source(train), "train_images": len(train),
+              "test_images": len(test),
               "linear_train_acc": train_acc, "linear_test_acc": test_acc}
     print(f"linear classifier on raw pixels, {args.dataset}: train {train_acc:.2%}, test {test_acc:.2%} "
           f"({len(train):,} / {len(test):,} images, {len(classes)} classes)")

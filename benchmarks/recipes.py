@@ -6,8 +6,9 @@ The README's comparison of the CPU recipe with notebook 05's was made with it.
         --baseline notebook05
     python benchmarks/recipes.py --time-budget 60 --train-size 512 --test-size 256     # the synthetic set: a check
 
-Each recipe runs ``python -m vit_replication.train`` in-process with its own arguments plus the shared ones, one
-after the other on the same machine, and writes to OUT/<recipe>/.
+Each recipe is a ``recipe.TrainConfig`` (a preset, or the settings below, with the shared ones) run by
+``train.run`` in-process, as ``python -m vit_replication.train`` runs it, one after the other on the same machine;
+each writes to OUT/<recipe>/. An ablation is NAME="OPTIONS": the command line's options of that recipe.
 """
 
 from __future__ import annotations
@@ -15,18 +16,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vit_replication import train  # noqa: E402
+from vit_replication.cnn import train_cnn  # noqa: E402
+from vit_replication.recipe import PRESETS, TrainConfig  # noqa: E402
 
-RECIPES: dict[str, list[str]] = {
+RECIPES: dict[str, dict] = {
     # notebook 05 as it ran on the CPU before the CPU recipe: vit_cifar (D=256), PIL DataLoader with RandAugment,
     # batch 128, peak lr 1e-3 x 128 / 512, fp32, fused attention, an evaluation every epoch
-    "notebook05": ["--model", "vit_cifar", "--batch-size", "128", "--lr", "2.5e-4", "--warmup-epochs", "1",
-                   "--precision", "fp32", "--attention", "sdpa"],
-    "cifar10-cpu": ["--preset", "cifar10-cpu"],
+    "notebook05": dict(model="vit_cifar", batch_size=128, lr=2.5e-4, warmup_epochs=1, precision="fp32",
+                       attention="sdpa"),
+} | {name: PRESETS[name] for name in PRESETS} | {
+    # the CNN beside the ViT (vit_replication.cnn): the CPU recipe's data, loaders, optimiser and budget
+    "cnn": dict(loader="device", batch_size=256, lr=2e-3, warmup_epochs=1.0, randaugment=False, eval_every=5,
+                save_every=5, num_workers=2),
 }
 
 
@@ -42,19 +49,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="the recipe the accuracy ratios are taken against (default: the first)")
     p.add_argument("--out", default="runs/recipes")
     args, shared = p.parse_known_args(argv)
-    data = ["--dataset", "imagefolder", "--data-dir", args.data_dir] if args.data_dir else ["--dataset", "synthetic"]
-    for flag in ("train_size", "test_size"):
-        if getattr(args, flag) is not None:
-            data += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    data = dict(dataset="imagefolder", data_dir=args.data_dir) if args.data_dir else dict(dataset="synthetic")
+    data |= {name: getattr(args, name) for name in ("train_size", "test_size") if getattr(args, name) is not None}
     results = []
     for recipe in args.recipes:
         name, _, extra = recipe.partition("=")
-        recipe_args = RECIPES[name] if not extra else extra.split()
-        argv_run = recipe_args + data + shared + ["--time-budget", str(args.time_budget), "--no-progress",
-                                                 "--out", str(Path(args.out) / name)]
-        metrics = train.main(argv_run)
+        common = data | dict(time_budget=args.time_budget, progress=False, out=str(Path(args.out) / name))
+        if extra:  # an ablation: the command line's options of this recipe, then the shared ones
+            settings = train.parse_args(extra.split() + shared)
+            settings = replace(settings, **common)
+        else:
+            settings = TrainConfig(**RECIPES[name] | train.given_options(shared) | common)
+        command = f"benchmarks/recipes.py {name}"
+        _, metrics = train_cnn(settings, command) if name == "cnn" else train.run(settings, command)
         images = metrics["epochs"] * metrics["train_images"]
-        results.append({"recipe": name, "args": recipe_args, "test_acc": metrics["test_acc"],
+        results.append({"recipe": name, "settings": settings.to_dict(), "test_acc": metrics["test_acc"],
                         "epochs": metrics["epochs"], "wall_seconds": metrics["wall_seconds_this_run"],
                         "train_images_per_s": images / metrics["train_seconds_all_epochs"]})
     base = next(r for r in results if r["recipe"] == (args.baseline or results[0]["recipe"]))

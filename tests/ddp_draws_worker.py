@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vit_replication.augment import device_loaders  # noqa: E402
 from vit_replication.data import synthetic  # noqa: E402
 from vit_replication.distributed import cleanup_distributed, init_distributed  # noqa: E402
-from vit_replication.engine import _reseed  # noqa: E402
+from vit_replication.engine import reseed  # noqa: E402
 
 if __name__ == "__main__":
     out, seed, epoch = Path(sys.argv[1]), 3, 2
@@ -19,9 +19,9 @@ if __name__ == "__main__":
     train, test = synthetic(32, None, None, sizes=(64, 8))
     loader, _ = device_loaders(train, test, 8, (0.5,) * 3, (0.25,) * 3, seed=seed, rank=rank, world_size=world_size,
                                randaugment_groups=2)
-    _reseed(seed, epoch, loader, rank)
+    reseed(loader, seed, epoch, rank)
     order = loader.epoch_order()
-    _reseed(seed, epoch, loader, rank)
+    reseed(loader, seed, epoch, rank)
     images, labels = next(iter(loader))
     torch.save({"order": order, "images": images, "labels": labels, "global": torch.rand(4)}, out / f"draws{rank}.pt")
     cleanup_distributed()

@@ -65,3 +65,25 @@ def test_data_pipeline_benchmark_times_every_pipeline(tmp_path, monkeypatch):
                                        "device_loader_mixup_cutmix": 64.0}  # 32 images / 0.5 s
     assert results["preload_seconds_0_workers"] == 0.5
     assert results["train_images"] == 96 and json.loads((tmp_path / "p.json").read_text()) == results
+
+
+profile_spec = importlib.util.spec_from_file_location(
+    "profile_step", Path(__file__).parents[1] / "benchmarks" / "profile_step.py")
+profile_step = importlib.util.module_from_spec(profile_spec)
+profile_spec.loader.exec_module(profile_step)
+
+
+def test_profiler_groups_operators_and_its_shares_add_up(tmp_path):
+    assert [profile_step.group_of(name) for name in ("aten::addmm", "aten::bmm", "aten::_softmax",
+                                                     "aten::native_layer_norm", "aten::gelu_backward",
+                                                     "aten::_foreach_lerp_", "aten::reflection_pad2d",
+                                                     "aten::add")] == [
+        "matrix products", "matrix products", "softmax", "layer norm", "gelu", "optimizer", "data", "other"]
+    result = profile_step.main(["--model", "vit_cifar_tiny", "--batch-size", "8", "--steps", "1", "--image-size",
+                                "16", "--precision", "fp32", "--out", str(tmp_path / "p.json")])
+    shares = result["share_of_time"]
+    assert abs(sum(shares.values()) - 1) < 1e-9 and shares["matrix products"] > 0 and shares["layer norm"] > 0
+    assert result["images_per_s"] == 8 / result["seconds_per_step"]
+    assert result["step_tflops"] == training_flops(profile_step.CONFIGS["vit_cifar_tiny"], 8, 16) / \
+        result["seconds_per_step"] / 1e12
+    assert json.loads((tmp_path / "p.json").read_text())["model"] == "vit_cifar_tiny"

@@ -10,6 +10,7 @@ from vit_replication import budget
 from vit_replication.budget import EPOCH_MARGIN, PLANNING_SHARE, epochs_that_fit, plan_epochs
 from vit_replication.errors import UserError
 from vit_replication.model import ViT
+from vit_replication.recipe import ConfigError, TrainConfig
 from vit_replication.timing import seconds_per_step
 
 
@@ -47,12 +48,15 @@ def test_epochs_that_fit_is_arithmetic_on_step_times(train_step, eval_step, save
 
 def test_less_than_one_epoch_names_the_measured_step_and_what_to_lower(monkeypatch):
     monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
-    with pytest.raises(UserError) as error:
+    with pytest.raises(ConfigError) as error:
         epochs_that_fit(10, 40, 1, 21.3, 0.5, 0.0, 2.0, batch_size=256, precision="bf16")
-    message = str(error.value)
-    assert message.startswith("--time-budget 10 s leaves 8 s for training, less than one epoch (about 1022.9 s: "
+    message = str(error.value)  # the library speaks of parameters, the command line of its flags
+    assert message.startswith("time_budget 10 s leaves 8 s for training, less than one epoch (about 1022.9 s: "
                               "a training step took 21.30 s, 12 images/s in bf16, 40 steps an epoch)")
-    assert "--train-size, --batch-size" in message
+    assert "lower train_size, batch_size" in message
+    assert error.value.with_flags().startswith("--time-budget 10 s leaves")
+    assert "lower --train-size, --batch-size or the model's size (--hidden-dim, --num-layers)" in \
+        error.value.with_flags()
 
 
 def planner(tmp_path, steps: dict, calls: list, **options):
@@ -66,15 +70,17 @@ def planner(tmp_path, steps: dict, calls: list, **options):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     budget.time_steps, saved = fake_time_steps, budget.time_steps
     try:
-        return plan_epochs(model, FakeLoader(40, 256), FakeLoader(4), optimizer, None, torch.device("cpu"),
-                           started=time.perf_counter(), out=tmp_path, **options)
+        precision = options.pop("precision", "fp32")
+        config = TrainConfig(out=str(tmp_path), loader="device", **options)
+        return plan_epochs(model, FakeLoader(40, 256), FakeLoader(4), optimizer, None, config=config,
+                           device=torch.device("cpu"), started=time.perf_counter(), precision=precision)
     finally:
         budget.time_steps = saved
 
 
 def test_an_impossible_budget_fails_after_one_timed_step(tmp_path):
     calls = []
-    with pytest.raises(UserError, match=r"--time-budget 300 s leaves .* a training step took 21.00 s, 12 images/s "
+    with pytest.raises(UserError, match=r"time_budget 300 s leaves .* a training step took 21.00 s, 12 images/s "
                                         r"in bf16, 40 steps an epoch"):
         planner(tmp_path, {None: (21.0, 1.0)}, calls, time_budget=300, precision="bf16")
     assert [(c["steps"], c["warmup"], c["max_seconds"]) for c in calls] == [(1, 1, None)]  # one step, then the error

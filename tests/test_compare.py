@@ -70,9 +70,13 @@ def test_mean_std_and_difference_against_statistics():
     delta, error = difference(a, b)
     assert abs(delta - 0.05) < 1e-12
     assert abs(error - (2 * statistics.stdev(values) ** 2 / 3) ** 0.5) < 1e-12
-    assert "+5.00 ± 2.45 points over 3 and 3 seeds, exceeds the spread" in describe_difference("a", a, "b", b)
-    close = [dict(r, test_acc=r["test_acc"] + 0.01) for r in a]
-    assert "within the spread" in describe_difference("a", a, "c", close)
+    # +5 points with 3 points of spread on 3 seeds a side: t = 2.04 on 4 degrees of freedom, p = 0.111
+    line = describe_difference("a", a, "b", b)
+    assert "+5.00 ± 2.45 points (mean ± standard error) over 3 and 3 seeds; Welch's t-test p = 0.111" in line
+    assert "no difference detectable" in line
+    far = [dict(r, test_acc=r["test_acc"] + 0.10) for r in a]  # t = 4.08: p = 0.015
+    assert "p = 0.015" in describe_difference("a", a, "c", far) and "unlikely to be seed noise (p < 0.05)" in \
+        describe_difference("a", a, "c", far)
     table = seeds_table({"a": a, "b": b})
     assert "61.00 ± 3.00" in table and "66.00 ± 3.00" in table and "61.00 64.00 58.00" in table
 

@@ -11,6 +11,7 @@ from vit_replication.budget import EPOCH_MARGIN
 from vit_replication.data import make_loader
 from vit_replication.engine import evaluate
 from vit_replication.model import ViT, get_config
+from vit_replication.pipeline import build_data
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 DRAWS_WORKER = Path(__file__).with_name("ddp_draws_worker.py")
@@ -71,7 +72,7 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
         assert torch.equal(value, rank0[key]), key
     # each process evaluated half of the test set; the summed result equals one process evaluating all of it
     args = train.parse_args(command[command.index("--dataset"):])
-    _, test_set, _, _ = train.build_data(args, 32)
+    _, test_set, _, _ = build_data(args, 32)
     model = ViT(TINY_CONFIG)
     model.load_state_dict(rank0)
     whole = evaluate(model, make_loader(test_set, 64, False), torch.nn.CrossEntropyLoss(), torch.device("cpu"),

@@ -1,3 +1,4 @@
+import inspect
 from functools import partial
 
 import pytest
@@ -7,16 +8,17 @@ from torch import nn
 from vit_replication import timing
 from vit_replication.checkpoint import load_checkpoint, save_checkpoint
 from vit_replication.data import build_transform, make_loader, synthetic
-from vit_replication.engine import confusion_matrix, evaluate, fit, train_one_epoch
+from vit_replication.ema import EMA
+from vit_replication.engine import Checkpoints, confusion_matrix, evaluate, fit, train_one_epoch
 from vit_replication.errors import UserError
 from vit_replication.model import ViT
-from vit_replication.optim import build_optimizer, warmup_cosine
+from vit_replication.optim import build_optimizer, warmup_decay
 from vit_replication.timing import time_steps
 
 
-def test_warmup_cosine_schedule():
+def test_warmup_decay_schedule():
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = warmup_cosine(optimizer, warmup_steps=4, total_steps=12, min_lr_ratio=0.1)
+    scheduler = warmup_decay(optimizer, warmup_steps=4, total_steps=12, min_lr_ratio=0.1)
     lrs = []
     for _ in range(12):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -28,7 +30,21 @@ def test_warmup_cosine_schedule():
     assert all(a > b for a, b in zip(lrs[4:], lrs[5:]))
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="need 0 <= warmup_steps <= total_steps"):
-        warmup_cosine(optimizer, 5, 4)
+        warmup_decay(optimizer, 5, 4)
+    with pytest.raises(ValueError, match="decay must be one of cosine, linear"):
+        warmup_decay(optimizer, 1, 4, decay="step")
+
+
+def test_linear_decay_falls_in_equal_steps_to_zero():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
+    scheduler = warmup_decay(optimizer, warmup_steps=2, total_steps=10, decay="linear")
+    lrs = []
+    for _ in range(11):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # warm-up 1.0, 2.0; then 8 steps from 2.0 down to 0 in equal steps of 0.25
+    assert lrs == pytest.approx([1.0, 2.0, 2.0, 1.75, 1.5, 1.25, 1.0, 0.75, 0.5, 0.25, 0.0])
 
 
 def test_optimizer_does_not_decay_biases_norms_tokens_positions(tiny_config):
@@ -49,28 +65,46 @@ def _setup(config, tmp_path=None):
     train, test = synthetic(16, tf, build_transform(16, train=False), sizes=(48, 16))
     model = ViT(config, dropout=0.1, drop_path=0.1)
     optimizer = build_optimizer(model, 1e-3)
-    scheduler = warmup_cosine(optimizer, 2, 3 * 3)
+    scheduler = warmup_decay(optimizer, 2, 3 * 3)
     return model, optimizer, scheduler, make_loader(train, 16, True), make_loader(test, 16, False)
 
 
-def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_config, tmp_path):
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_config, tmp_path, ema):
     kwargs = dict(device=torch.device("cpu"), progress=False, log=False, seed=7)
-    model, optimizer, scheduler, train, test = _setup(tiny_config)
-    full = fit(model, train, test, optimizer, scheduler, 3, checkpoint_path=tmp_path / "full.pt", **kwargs)
 
+    def run(epochs: int, path, resume: bool = False):
+        model, optimizer, scheduler, train, test = _setup(tiny_config)
+        average = EMA(model, ema) if ema else None
+        state = load_checkpoint(path) if resume else None
+        history = fit(model, train, test, optimizer=optimizer, scheduler=scheduler, epochs=epochs, ema=average,
+                      checkpoints=Checkpoints(path), resume=state, **kwargs)
+        return history, model, average
+
+    full, model, average = run(3, tmp_path / "full.pt")
     torch.manual_seed(0)  # a fresh start, as in a new process
-    model2, optimizer2, scheduler2, train2, test2 = _setup(tiny_config)
-    fit(model2, train2, test2, optimizer2, scheduler2, 1, checkpoint_path=tmp_path / "part.pt", **kwargs)
+    run(1, tmp_path / "part.pt")
     torch.manual_seed(123)  # the interruption scrambles the global RNG
-    model3, optimizer3, scheduler3, train3, test3 = _setup(tiny_config)
-    resumed = fit(model3, train3, test3, optimizer3, scheduler3, 3, checkpoint_path=tmp_path / "part.pt",
-                  resume=True, **kwargs)
+    resumed, model3, average3 = run(3, tmp_path / "part.pt", resume=True)
 
     resumed.pop("epoch_time"), full.pop("epoch_time")
     assert resumed == full
     for (name, a), b in zip(model.state_dict().items(), model3.state_dict().values()):
         assert torch.equal(a, b), name
+    if ema:  # the average too, and it is what the checkpoint calls the model (what was evaluated)
+        assert average3.updates == average.updates == 9
+        for (name, a), b in zip(average.module.state_dict().items(), average3.module.state_dict().values()):
+            assert torch.equal(a, b), name
+        stored = load_checkpoint(tmp_path / "full.pt")
+        assert all(torch.equal(stored["model"][k], v) for k, v in average.module.state_dict().items())
+        assert all(torch.equal(stored["train_model"][k], v) for k, v in model.state_dict().items())
     assert not (tmp_path / "part.pt.tmp").exists()
+
+
+def test_fit_takes_at_most_three_positional_parameters():
+    positional = [p for p in inspect.signature(fit).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    assert [p.name for p in positional] == ["model", "train_loader", "test_loader"]
 
 
 def test_checkpoint_round_trip_and_missing_file(tmp_path):
@@ -83,9 +117,9 @@ def test_checkpoint_round_trip_and_missing_file(tmp_path):
     (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(UserError, match=r"cut.pt is not a readable checkpoint .*it may be truncated"):
         load_checkpoint(tmp_path / "cut.pt")
-    with pytest.raises(ValueError, match="resume=True needs a checkpoint_path"):
-        fit(nn.Linear(1, 1), [], [], torch.optim.SGD(nn.Linear(1, 1).parameters(), 0.1), None, 1,
-            torch.device("cpu"), resume=True)
+    with pytest.raises(ValueError, match="eval_every must be >= 1"):
+        fit(nn.Linear(1, 1), [], [], optimizer=torch.optim.SGD(nn.Linear(1, 1).parameters(), 0.1), epochs=1,
+            eval_every=0)
 
 
 def test_training_fits_a_small_batch(tiny_config):
@@ -132,7 +166,7 @@ def test_one_hot_targets_from_a_batch_transform_train_exactly_like_labels(tiny_c
 def test_timing_steps_leaves_training_exactly_as_it_would_have_been(tiny_config, step_clock, monkeypatch):
     kwargs = dict(device=torch.device("cpu"), progress=False, log=False, seed=5)
     model, optimizer, scheduler, train, test = _setup(tiny_config)
-    expected = fit(model, train, test, optimizer, scheduler, 2, **kwargs)
+    expected = fit(model, train, test, optimizer=optimizer, scheduler=scheduler, epochs=2, **kwargs)
 
     torch.manual_seed(0)
     model2, optimizer2, scheduler2, train2, test2 = _setup(tiny_config)
@@ -144,7 +178,7 @@ def test_timing_steps_leaves_training_exactly_as_it_would_have_been(tiny_config,
     assert (train_step, eval_step) == (0.5, 0.125)
     assert all(torch.equal(before[k], v) for k, v in model2.state_dict().items())
     assert optimizer2.state_dict()["state"] == {}  # AdamW's moments are gone again
-    got = fit(model2, train2, test2, optimizer2, scheduler2, 2, **kwargs)
+    got = fit(model2, train2, test2, optimizer=optimizer2, scheduler=scheduler2, epochs=2, **kwargs)
     got.pop("epoch_time"), expected.pop("epoch_time")
     assert got == expected
     for (name, a), b in zip(model.state_dict().items(), model2.state_dict().values()):
@@ -157,8 +191,11 @@ def test_checkpoints_every_n_epochs_and_after_the_last(tiny_config, tmp_path, mo
     written = []
     monkeypatch.setattr(engine, "save_checkpoint", lambda path, **state: written.append(state["epoch"]))
     model, optimizer, scheduler, train, test = _setup(tiny_config)
-    fit(model, train, test, optimizer, scheduler, 3, torch.device("cpu"), progress=False, log=False,
-        checkpoint_path=tmp_path / "c.pt", checkpoint_every=2)
+    fit(model, train, test, optimizer=optimizer, scheduler=scheduler, epochs=3, progress=False, log=False,
+        checkpoints=Checkpoints(tmp_path / "c.pt", every=2))
     assert written == [2, 3]
-    with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
-        fit(model, train, test, optimizer, scheduler, 1, torch.device("cpu"), checkpoint_every=0)
+    fit(model, train, test, optimizer=optimizer, scheduler=scheduler, epochs=1, progress=False, log=False,
+        checkpoints=Checkpoints(tmp_path / "c.pt", write=False))  # not the first process under torchrun
+    assert written == [2, 3]
+    with pytest.raises(ValueError, match="checkpoint every must be >= 1"):
+        Checkpoints(tmp_path / "c.pt", every=0)

@@ -1,5 +1,3 @@
-from types import SimpleNamespace
-
 import pytest
 import torch
 import torchvision.models as tvm
@@ -16,7 +14,7 @@ from vit_replication.flops import (
     training_flops,
 )
 from vit_replication.model import ViT, get_config
-from vit_replication.train import low_res_epochs, low_res_phase
+from vit_replication.recipe import TrainConfig, epoch_schedule, low_res_epochs
 
 
 def _counted(model: torch.nn.Module, images: torch.Tensor, backward: bool = False) -> int:
@@ -30,12 +28,8 @@ def _counted(model: torch.nn.Module, images: torch.Tensor, backward: bool = Fals
 
 def _explicit(model: ViT, patch_dropout: float = 0.0, dynamic_image_size: bool = False) -> ViT:
     """``model`` with the written-out attention (q k^T and A v as bmm, which the counter sees; it does not see CPU
-    SDPA), patch dropout and other image sizes set on the built model's modules."""
-    for block in model.encoder:
-        block.attention.use_sdpa = False
-    model.embedding.patch_dropout.p = patch_dropout
-    model.embedding.patch_embedding.dynamic_image_size = dynamic_image_size
-    return model
+    SDPA), patch dropout and other image sizes (``model.configure``)."""
+    return model.configure(attention="explicit", patch_dropout=patch_dropout, dynamic_image_size=dynamic_image_size)
 
 
 def _not_computed(config, images: int, image_size: int | None = None) -> int:
@@ -101,22 +95,27 @@ def test_low_resolution_training_step_with_patch_dropout_is_counted_exactly(tiny
 
 
 def test_run_training_flops_add_up_the_steps_of_each_epoch_at_its_resolution(tiny_config):
-    """Five epochs of one batch through train.low_res_phase (the first round(0.5 x 5) = 2 at 12x12 pixels; Python
-    rounds half to even, so rounding 2.5 again another way would give 3), each step counted by FlopCounterMode."""
+    """Five epochs of one batch through recipe.epoch_schedule (the first round(0.5 x 5) = 2 at 12x12 pixels; Python
+    rounds half to even, so rounding 2.5 again another way would give 3; patch dropout for the first round(0.8 x 5)
+    = 4), each step counted by FlopCounterMode."""
     images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
     loader = DeviceLoader(images, torch.arange(8) % 10, 8, True, (0.5,) * 3, (0.25,) * 3)
-    args = SimpleNamespace(low_res_size=12, low_res_fraction=0.5)
+    config = TrainConfig(loader="device", low_res_size=12, low_res_fraction=0.5, patch_dropout=0.25,
+                         patch_dropout_fraction=0.8)
     model = _explicit(ViT(tiny_config), patch_dropout=0.25, dynamic_image_size=True).train()
-    before_epoch, counted, sizes = low_res_phase(args, 5, loader, log=False), 0, []
+    before_epoch = epoch_schedule(config, 5, model=model, train_loader=loader, log=False)
+    counted, sizes, dropped = 0, [], []
     for epoch in range(5):
         before_epoch(epoch)
+        dropped.append(model.runtime.patch_dropout)
         for batch, _ in loader:
             counted += _counted(model, batch, backward=True)
             sizes.append(batch.shape[-1])
-    assert sizes == [12, 12, 16, 16, 16] and low_res_epochs(args, 5) == 2
-    expected = run_training_flops(tiny_config, 8, 5, low_res_epochs(args, 5), 12, 0.25)
+    assert sizes == [12, 12, 16, 16, 16] and low_res_epochs(config, 5) == 2 and dropped == [0.25] * 4 + [0.0]
+    expected = run_training_flops(tiny_config, 8, 5, low_res_epochs(config, 5), 12, 0.25, dropout_epochs=4)
     assert counted == expected - 2 * _not_computed(tiny_config, 8, 12) - 3 * _not_computed(tiny_config, 8)
-    assert expected == 2 * training_flops(tiny_config, 8, 12, 0.25) + 3 * training_flops(tiny_config, 8, 16, 0.25)
+    assert expected == 2 * training_flops(tiny_config, 8, 12, 0.25) + 2 * training_flops(tiny_config, 8, 16, 0.25) + \
+        training_flops(tiny_config, 8, 16, 0.0)
     assert run_training_flops(tiny_config, 8, 5) == training_flops(tiny_config, 40)  # no low-res phase, no dropout
     assert run_training_flops(tiny_config, 8, 5, 2) == training_flops(tiny_config, 40)  # no --low-res-size
 

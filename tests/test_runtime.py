@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from vit_replication import train
-from vit_replication.checkpoint import check_resumable, model_from_checkpoint, runtime_changes
 from vit_replication.errors import UserError
 from vit_replication.model import Runtime, ViT, config_dict
+from vit_replication.recipe import model_config, model_runtime
+from vit_replication.trained import check_resumable, model_from_checkpoint, runtime_changes
 
 
 def test_explicit_attention_computes_what_sdpa_computes(tiny_config):
@@ -110,10 +111,10 @@ def test_cli_resume_with_another_runtime_setting_is_accepted_and_recorded(tmp_pa
 
 
 def test_cli_drop_path_defaults_to_the_recipe_of_each_model():
-    runtime = lambda argv: train.model_runtime(train.parse_args(argv), "sdpa")  # noqa: E731
+    runtime = lambda argv: model_runtime(train.parse_args(argv), "sdpa")  # noqa: E731
     assert runtime(["--model", "vit_cifar"]).drop_path == 0.1 and runtime([]).drop_path == 0.1
     assert runtime(["--model", "vit_s_cifar"]).drop_path == 0.1 and runtime(["--model", "vit_b_16"]).drop_path == 0
     preset = runtime(["--preset", "cifar10-cpu"])
     assert (preset.patch_dropout, preset.drop_path, preset.dynamic_image_size) == (0.25, 0.0, True)
     assert runtime(["--model", "vit_cifar", "--drop-path", "0.2"]).drop_path == 0.2
-    assert "drop_path" not in config_dict(train.model_config(train.parse_args([])))
+    assert "drop_path" not in config_dict(model_config(train.parse_args([])))

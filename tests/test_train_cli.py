@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from vit_replication import budget, train
-from vit_replication.checkpoint import export_trained, load_trained
 from vit_replication.errors import UserError
 from vit_replication.synthetic import SyntheticShapes
+from vit_replication.trained import export_trained, load_trained
 
 # fp32 as asked, not --precision auto's choice (timed on the machine): the same run on every machine
 DATA = ["--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32",

@@ -135,7 +135,7 @@ def test_out_that_is_a_file_is_refused_and_kept(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback_instead(tmp_path):
-    with pytest.raises(UserError, match="--epochs must be at least 1"):
+    with pytest.raises(UserError, match="epochs must be at least 1"):  # the library speaks of its parameter
         train.main(TINY + ["--epochs", "0", "--debug", "--out", str(tmp_path / "o")])
 
 

@@ -3,8 +3,8 @@ shuffled, randomly cropped (reflect padding), flipped and normalised with tensor
 batch-level MixUp / CutMix, which mix each batch with itself on whatever device it is on.
 
 For 32x32 images the per-image CPU pipeline (decode, PIL crop, ToTensor) is slower than the model on a GPU; with
-the images preloaded once, a ``DeviceLoader`` feeds the model without any worker processes. It has the attributes
-``engine.fit`` uses (``generator``, ``sampler``, ``len``), so it drops in for a DataLoader, resume included.
+the images preloaded once, a ``DeviceLoader`` feeds the model without any worker processes. It has what ``engine.fit``
+uses (``len``, ``set_epoch``), so it drops in for a DataLoader (``data.SeededLoader``), resume included.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .distributed import rank_seed
+from .distributed import epoch_seed, rank_seed
 
 
 def _uint8_batch(items: list) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +88,7 @@ class DeviceLoader:
     ``world_size`` > 1 (torchrun), process ``rank`` gets every ``world_size``-th image of the shared shuffled
     order, like a DistributedSampler (of the set in order when not ``train``). ``generator`` drives the shuffle,
     which every process shares; ``augment_generator`` the crops and flips, and RandAugment the global RNG, which
-    are each process's own; ``engine.fit`` reseeds all three every epoch (``reseed``). Setting
+    are each process's own; ``engine.fit`` reseeds all three every epoch (``set_epoch``). Setting
     ``image_size`` resizes training batches after the crop (a low-resolution phase of training); None: as stored.
     """
 
@@ -125,12 +125,12 @@ class DeviceLoader:
         self.image_size: int | None = None
         self.generator = torch.Generator().manual_seed(seed)
         self.augment_generator = torch.Generator().manual_seed(rank_seed(seed, rank))
-        self.sampler = None  # engine.fit looks for sampler.set_epoch (DistributedSampler); there is none here
 
-    def reseed(self, shuffle_seed: int, augment_seed: int) -> None:
-        """Seed the shared shuffle and this process's crops and flips (``engine.fit`` does so every epoch)."""
-        self.generator.manual_seed(shuffle_seed)
-        self.augment_generator.manual_seed(augment_seed)
+    def set_epoch(self, seed: int, epoch: int, rank: int = 0) -> None:
+        """Seed the shuffle that all processes share from (seed, epoch), and this process's crops and flips from
+        (seed, epoch, rank) (``engine.fit`` does so before every epoch)."""
+        self.generator.manual_seed(epoch_seed(seed, epoch))
+        self.augment_generator.manual_seed(rank_seed(epoch_seed(seed, epoch), rank))
 
     def epoch_order(self) -> torch.Tensor:
         """The indices of the images this process takes this epoch, in order (draws from ``generator``)."""
@@ -201,4 +201,15 @@ def batch_mixing(num_classes: int, mixup_alpha: float = 0.0, cutmix_alpha: float
              for mix, alpha in ((v2.MixUp, mixup_alpha), (v2.CutMix, cutmix_alpha)) if alpha > 0]
     if not mixes:
         return None
-    return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
+    return BatchMixing(mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes))
+
+
+class BatchMixing:
+    """A batch transform that can be switched off (``active = False``: batches and hard labels pass unchanged), as
+    recipes do for their last epochs (``recipe.epoch_schedule``)."""
+
+    def __init__(self, transform):
+        self.transform, self.active = transform, True
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(images, labels) if self.active else (images, labels)

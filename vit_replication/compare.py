@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from .augment import DeviceLoader, device_loaders
-from .data import load_datasets, normalization, subset
+from .augment import DeviceLoader
 from .engine import fit, set_seed
 from .model import count_parameters
 from .optim import training_setup
+from .pipeline import run_data
+from .recipe import TrainConfig
+from .stats import mean_std, welch_t_test
 from .timing import seconds_per_step
 
 
@@ -27,14 +29,13 @@ def comparison_loaders(
     """32x32 training and test loaders held on ``device`` (random crop + flip done there), and the class names.
 
     ``dataset``/``data_dir`` are as in ``data.load_datasets`` (offline: the synthetic shapes after one line saying
-    why); ``train_size``/``test_size`` pick fixed random subsets (None: everything).
+    why); ``train_size``/``test_size`` pick fixed random subsets (None: everything). Built by ``pipeline.run_data``,
+    as every run's data is.
     """
-    sizes = (train_size or 5000, test_size or 1000)
-    train_set, test_set, classes = load_datasets(dataset, data_dir, 32, None, None, synthetic_sizes=sizes, seed=seed)
-    train_set, test_set = subset(train_set, train_size, seed), subset(test_set, test_size, seed)
-    train_loader, test_loader = device_loaders(train_set, test_set, batch_size, *normalization(dataset, train_set),
-                                               device, seed)
-    return train_loader, test_loader, classes
+    config = TrainConfig(dataset=dataset, data_dir=data_dir, train_size=train_size, test_size=test_size,
+                         batch_size=batch_size, loader="device", randaugment=False, seed=seed)
+    data = run_data(config, 32, device)
+    return data.train_loader, data.test_loader, data.classes
 
 
 def train_variant(
@@ -63,8 +64,9 @@ def train_variant(
     if log:
         print(f"{name}: {count_parameters(model):,} parameters")
     tic = time.perf_counter()
-    history = fit(model, train_loader, test_loader, optimizer, scheduler, epochs, device, loss_fn, seed, precision,
-                  progress=progress, log=log, eval_every=eval_every)
+    history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=epochs,
+                  device=device, loss_fn=loss_fn, seed=seed, precision=precision, progress=progress, log=log,
+                  eval_every=eval_every)
     return {
         "name": name, "seed": seed, "model": model.eval(), "parameters": count_parameters(model), "history": history,
         "seconds": time.perf_counter() - tic, "test_acc": history["test_acc"][-1],
@@ -85,26 +87,24 @@ def train_seeds(name: str, build: Callable[[], nn.Module], train_loader, test_lo
     return runs
 
 
-def mean_std(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1; 0 for a single value)."""
-    values = [float(v) for v in values]
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def difference(runs_a: list[dict], runs_b: list[dict]) -> tuple[float, float]:
     """(mean test accuracy of b minus a, its standard error sqrt(s_a^2/n_a + s_b^2/n_b)), in accuracy units."""
     (mean_a, std_a), (mean_b, std_b) = (mean_std(r["test_acc"] for r in runs) for runs in (runs_a, runs_b))
     return mean_b - mean_a, (std_a ** 2 / len(runs_a) + std_b ** 2 / len(runs_b)) ** 0.5
 
 
-def describe_difference(name_a: str, runs_a: list[dict], name_b: str, runs_b: list[dict]) -> str:
-    """One line: the difference of the means, its standard error, and whether it exceeds twice that (roughly a
-    95 % interval that excludes zero) or lies within the seed-to-seed spread."""
+def describe_difference(name_a: str, runs_a: list[dict], name_b: str, runs_b: list[dict], alpha: float = 0.05) -> str:
+    """One line: the difference of the mean test accuracies with its standard error, Welch's t-test of it (the
+    test for a few seeds per arm with unequal spreads), and a verdict worded by what the test supports: with 3 seeds
+    a side only a large, consistent difference reaches p < ``alpha``; otherwise no difference is detectable at this
+    budget, which is a result, not a proof that there is none."""
     delta, error = difference(runs_a, runs_b)
-    exceeds = abs(delta) > 2 * error
-    verdict = "exceeds the spread (|difference| > 2" if exceeds else "within the spread (|difference| <= 2"
-    return (f"{name_b} vs {name_a}: {100 * delta:+.2f} ± {100 * error:.2f} points over {len(runs_a)} and "
-            f"{len(runs_b)} seeds, {verdict} standard errors)")
+    _, df, p = welch_t_test([r["test_acc"] for r in runs_a], [r["test_acc"] for r in runs_b])
+    verdict = (f"a difference unlikely to be seed noise (p < {alpha:g})" if p < alpha else
+               f"no difference detectable with these seeds at this budget (p >= {alpha:g})")
+    return (f"{name_b} vs {name_a}: {100 * delta:+.2f} ± {100 * error:.2f} points (mean ± standard error) over "
+            f"{len(runs_a)} and {len(runs_b)} seeds; Welch's t-test p = {p:.3f} ({df:.1f} degrees of freedom): "
+            f"{verdict}")
 
 
 def seeds_table(groups: dict[str, list[dict]]) -> str:

@@ -16,6 +16,7 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from .distributed import epoch_seed, rank_seed
 from .download import DownloadError, fetch
 from .errors import UserError
 from .synthetic import SyntheticShapes
@@ -228,12 +229,24 @@ def subset(dataset: Dataset, size: int | None, seed: int = 0) -> Dataset:
     return sub
 
 
+class SeededLoader(DataLoader):
+    """A DataLoader whose shuffle follows (seed, epoch): ``set_epoch`` seeds its generator (and a
+    DistributedSampler's epoch), as ``engine.fit`` does before every epoch."""
+
+    def set_epoch(self, seed: int, epoch: int, rank: int = 0) -> None:
+        """Seed the shuffle (in one process) or the workers' seeds (under torchrun, where the DistributedSampler
+        shuffles from (its seed, epoch) for all processes alike)."""
+        self.generator.manual_seed(rank_seed(epoch_seed(seed, epoch), rank))
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
 def make_loader(
     dataset: Dataset, batch_size: int, train: bool, num_workers: int = 0, sampler=None, seed: int = 0
-) -> DataLoader:
+) -> SeededLoader:
     """A DataLoader; training loaders shuffle with their own generator (``engine.fit`` reseeds it each epoch)."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
+    return SeededLoader(
         dataset,
         batch_size=batch_size,
         shuffle=train and sampler is None,

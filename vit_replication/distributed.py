@@ -28,6 +28,11 @@ def rank_seed(seed: int, rank: int) -> int:
     return (seed + 1_000_003 * rank) % 2**32
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` of a run seeded ``seed``: what every process shares that epoch (the shuffle)."""
+    return seed * 1000 + epoch
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 

@@ -2,8 +2,8 @@
 prediction, and ``fit``, which runs the epochs with per-epoch history, checkpoints and exact resume. The recipe it is
 given (optimizer, schedule, loss) comes from ``optim``; checkpoints are written by ``checkpoint``.
 
-Every epoch reseeds the global RNG and the training loader's generators from (seed, epoch, rank), so a run resumed
-from the checkpoint of epoch k continues exactly as the uninterrupted run would (tests/test_engine.py checks it).
+Every epoch reseeds the global RNG and the training loader from (seed, epoch, rank), so a run resumed from the
+checkpoint of epoch k continues exactly as the uninterrupted run would (tests/test_engine.py checks it).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,9 +19,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .distributed import all_reduce_sum, rank_seed
-from .optim import build_optimizer, warmup_cosine  # noqa: F401  (the recipe's pieces, as notebook 05 calls them)
+from .checkpoint import save_checkpoint
+from .distributed import all_reduce_sum, epoch_seed, rank_seed
+from .ema import EMA
 from .precision import autocast, grad_scaler
 
 PROGRESS_INTERVAL = 2.0  # seconds between progress-bar updates: keeps notebook outputs small
@@ -56,13 +57,15 @@ def train_one_epoch(
     description: str = "train",
     batch_transform: Callable | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    *,
+    ema: EMA | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss and accuracy (fraction) over the samples seen.
 
     ``batch_transform`` (e.g. ``augment.batch_mixing``) maps (images, labels) on the device to (images, targets);
     with soft targets [B, classes] a prediction counts as correct when it is the class with the largest share.
     ``precision`` is bf16, fp16 or fp32 (``precision_choice.choose_precision``); fp16 needs a ``scaler``
-    (``grad_scaler``).
+    (``grad_scaler``). With ``ema`` its average follows every step.
     """
     scaler = scaler or grad_scaler(device, precision)
     model.train()
@@ -86,6 +89,8 @@ def train_one_epoch(
         scaler.update()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update(model)
         totals[0] += loss.detach().float() * labels.shape[0]
         totals[1] += (logits.argmax(dim=-1) == labels).sum()
         totals[2] += labels.shape[0]
@@ -128,102 +133,126 @@ def evaluate(
     return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1)}
 
 
+@dataclass
+class Checkpoints:
+    """Where and how often ``fit`` writes its checkpoint: after every ``every``-th epoch and the last, to ``path``,
+    with ``extra_state`` stored beside the training state; ``write`` False on every process but the first under
+    torchrun."""
+
+    path: str | Path
+    every: int = 1
+    extra_state: dict = field(default_factory=dict)
+    write: bool = True
+
+    def __post_init__(self):
+        if self.every < 1:
+            raise ValueError(f"checkpoint every must be >= 1, got {self.every}")
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
     test_loader: DataLoader,
+    *,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     epochs: int,
-    device: torch.device,
+    device: torch.device | str = "cpu",
     loss_fn: nn.Module | None = None,
     seed: int = 0,
     precision: str = "fp32",
     grad_clip: float | None = 1.0,
-    checkpoint_path: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    log: bool = True,
-    extra_state: dict | None = None,
-    write_checkpoints: bool = True,
     batch_transform: Callable | None = None,
-    checkpoint_every: int = 1,
+    ema: EMA | None = None,
     eval_every: int = 1,
     before_epoch: Callable[[int], None] | None = None,
+    checkpoints: Checkpoints | None = None,
+    resume: dict | None = None,
     rank: int = 0,
+    progress: bool = True,
+    log: bool = True,
 ) -> dict[str, list[float]]:
     """Train for ``epochs`` epochs, evaluating after every ``eval_every``-th and the last; returns the history of
-    loss, accuracy, lr and time (test entries are None for epochs without evaluation). ``loss_fn`` is the training
-    loss (label smoothing, soft targets); the reported test loss is the plain cross-entropy. ``batch_transform`` is
-    applied to every training batch on the device (see ``train_one_epoch``); ``before_epoch(epoch)`` runs before
-    each epoch (e.g. to change the training resolution). ``precision`` as in ``train_one_epoch``. ``rank`` is
-    this process's under torchrun: every process draws its own augmentation, mixing and drop-path randomness.
+    loss, accuracy, lr and time (test entries are None for epochs without evaluation).
 
-    With ``checkpoint_path`` a checkpoint is written after every ``checkpoint_every``-th epoch and the last (unless
-    ``write_checkpoints`` is False, as on every process but the first under torchrun); with ``resume`` training
-    continues from it.
+    ``loss_fn`` is the training loss (label smoothing, soft targets); the reported test loss is the plain
+    cross-entropy. ``batch_transform`` is applied to every training batch on the device (see ``train_one_epoch``);
+    ``before_epoch(epoch)`` runs before each epoch (e.g. to change the training resolution). With ``ema`` its
+    average is updated after every step and it is what is evaluated. ``rank`` is this process's under torchrun:
+    every process draws its own augmentation, mixing and drop-path randomness. ``checkpoints`` says where to write
+    (``Checkpoints``); ``resume`` is a checkpoint read with ``checkpoint.load_checkpoint``, from which training
+    continues exactly as the uninterrupted run would have.
     """
-    for name, value in (("checkpoint_every", checkpoint_every), ("eval_every", eval_every)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+    if eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
     loss_fn = loss_fn or nn.CrossEntropyLoss()
+    device = torch.device(device)
     scaler = grad_scaler(device, precision)
     history: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                                                      "lr", "epoch_time")}
     start = 0
-    if resume:
-        if checkpoint_path is None:
-            raise ValueError("resume=True needs a checkpoint_path")
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start, history = state["epoch"], state["history"]
+    if resume is not None:
+        start, history = restore(resume, model, optimizer, scheduler, scaler, ema)
         if log:
-            print(f"resumed from {checkpoint_path} after epoch {start}")
+            print(f"resumed from {checkpoints.path if checkpoints else 'the checkpoint'} after epoch {start}")
+    evaluated = ema.module if ema is not None else model
     for epoch in range(start, epochs):
-        _reseed(seed, epoch, train_loader, rank)
+        reseed(train_loader, seed, epoch, rank)
         if before_epoch is not None:
             before_epoch(epoch)
         tic = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, device, precision, grad_clip,
-                                progress, f"epoch {epoch + 1}/{epochs}", batch_transform, scaler)
+                                progress, f"epoch {epoch + 1}/{epochs}", batch_transform, scaler, ema=ema)
         last = epoch + 1 == epochs
         test = {"loss": None, "acc": None}
         if (epoch + 1) % eval_every == 0 or last:
-            test = evaluate(model, test_loader, nn.CrossEntropyLoss(), device, precision, progress)
+            test = evaluate(evaluated, test_loader, nn.CrossEntropyLoss(), device, precision, progress)
         _record(history, epoch + 1, train, test, lr, time.perf_counter() - tic)
         if log:
             parts = [f"epoch {epoch + 1:3d}/{epochs}", f"train loss {train['loss']:.4f} acc {train['acc']:.2%}"]
             if test["acc"] is not None:
                 parts.append(f"test loss {test['loss']:.4f} acc {test['acc']:.2%}")
             print("  ".join(parts + [f"lr {lr:.2e}", f"{history['epoch_time'][-1]:.1f} s"]))
-        if checkpoint_path is not None and write_checkpoints and ((epoch + 1) % checkpoint_every == 0 or last):
-            save_checkpoint(
-                checkpoint_path, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict() if scheduler is not None else None, scaler=scaler.state_dict(),
-                epoch=epoch + 1, history=history, **(extra_state or {}),
-            )
+        if checkpoints is not None and checkpoints.write and ((epoch + 1) % checkpoints.every == 0 or last):
+            save_checkpoint(checkpoints.path, **training_state(model, optimizer, scheduler, scaler, ema),
+                            epoch=epoch + 1, history=history, **checkpoints.extra_state)
     return history
 
 
-def _reseed(seed: int, epoch: int, loader: DataLoader, rank: int = 0) -> None:
-    """Make epoch ``epoch`` depend only on (seed, epoch, rank), so that a resumed run continues exactly. The shuffle
-    is shared by all processes (each takes its own shard of one permutation); augmentation, mixing and drop-path
-    draws are per process (seeded with the rank too, as nanoGPT's seed + rank and timm's random_seed(seed, rank))."""
-    base = seed * 1000 + epoch
-    per_rank = rank_seed(base, rank)
-    set_seed(per_rank)
-    if hasattr(loader, "reseed"):  # augment.DeviceLoader: shared shuffle, its own crops and flips
-        loader.reseed(base, per_rank)
-    elif getattr(loader, "generator", None) is not None:  # shuffle in one process; worker seeds under torchrun
-        loader.generator.manual_seed(per_rank)
-    if hasattr(loader.sampler, "set_epoch"):  # DistributedSampler: shared shuffle from (seed, epoch)
-        loader.sampler.set_epoch(epoch)
+def training_state(model: nn.Module, optimizer, scheduler, scaler, ema: EMA | None) -> dict:
+    """What a checkpoint holds to continue training. ``model`` is the model that is evaluated (the EMA when there
+    is one, so that every reader of a checkpoint gets the reported model); ``train_model`` then the trained one."""
+    state = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+             "scheduler": scheduler.state_dict() if scheduler is not None else None}
+    if ema is None:
+        return state | {"model": unwrap(model).state_dict()}
+    return state | {"model": ema.module.state_dict(), "train_model": unwrap(model).state_dict(),
+                    "ema": {"decay": ema.decay, "updates": ema.updates}}
+
+
+def restore(state: dict, model: nn.Module, optimizer, scheduler, scaler, ema: EMA | None) -> tuple[int, dict]:
+    """Load a checkpoint's training state (``training_state``) into the run's objects; returns (epoch, history)."""
+    unwrap(model).load_state_dict(state.get("train_model", state["model"]))
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    if ema is not None:
+        ema.module.load_state_dict(state["model"])
+        ema.updates = state.get("ema", {}).get("updates", 0)
+    return state["epoch"], state["history"]
+
+
+def reseed(loader, seed: int, epoch: int, rank: int = 0) -> None:
+    """Make epoch ``epoch`` depend only on (seed, epoch, rank), so that a resumed run continues exactly: the global
+    RNG (augmentation, mixing, drop path: each process its own, as nanoGPT's seed + rank) and the loader's
+    ``set_epoch(seed, epoch, rank)`` (``data.SeededLoader``, ``augment.DeviceLoader``: a shuffle shared by all
+    processes, each taking its own shard)."""
+    set_seed(rank_seed(epoch_seed(seed, epoch), rank))
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(seed, epoch, rank)
 
 
 def _record(history: dict, epoch: int, train: dict, test: dict, lr: float, seconds: float) -> None:

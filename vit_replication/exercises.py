@@ -1,16 +1,19 @@
-"""The exercises of notebooks 01-06 and their checks: ``check("01.2", patchify)`` prints one line, right or not
+"""The exercises of notebooks 01-10 and their checks: ``check("01.2", patchify)`` prints one line, right or not
 yet (with a hint), and returns True or False. Each check compares the reader's answer with an independent
-reference (PyTorch's own functions, or the package's tested modules) on random inputs. The reference solutions are
-in ``solutions.py``; CI runs every check against them (tests/test_exercises.py).
+reference (PyTorch's own functions, a closed form, or the package's tested modules) on random inputs, never with a
+stored number. The reference solutions, and the expected answers to the open questions (``OPEN_ANSWERS``), are in
+``solutions.py``; CI runs every check against them (tests/test_exercises.py).
 
 An answer that still raises ``NotImplementedError`` (the notebooks' starting point) is "not answered yet"; the hint
-is shown only once an answer has been tried and is not right.
+is shown only once an answer has been tried and is not right. The checks call the answer before they build their
+references, where the inputs allow, so that an unanswered exercise costs next to nothing.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -36,55 +39,85 @@ def _equal(got, expected, what: str) -> None:
     assert got == expected, f"{what}: got {got!r}, expected {expected!r}"
 
 
+@contextmanager
+def _seeded(seed: int = 0):
+    """Seeded random numbers for building a reference, leaving the reader's global random state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _described(fields: dict) -> str:
+    return f"WidthVaryingConfig({', '.join(f'{k}={v}' for k, v in fields.items())})"
+
+
 # 01 · Eq. 1
 def _sequence_length(answer: Callable) -> None:
-    for image_size, patch_size in [(224, 16), (224, 32), (384, 16), (32, 4), (64, 8)]:
-        _equal(answer(image_size, patch_size), (image_size // patch_size) ** 2 + 1,
-               f"sequence_length({image_size}, {patch_size})")
+    for h, w, p, s in [(224, 224, 16, 16), (224, 224, 16, 8), (32, 32, 4, 2), (384, 224, 16, 16), (30, 20, 7, 3),
+                       (32, 48, 8, 4)]:
+        got = answer(h, w, p, s)
+        # an independent reference: the number of windows F.unfold slides over such an image
+        expected = F.unfold(torch.zeros(1, 1, h, w), kernel_size=p, stride=s).shape[-1] + 1
+        _equal(got, expected, f"sequence_length({h}, {w}, {p}, {s})")
 
 
 def _patchify(answer: Callable) -> None:
     g = torch.Generator().manual_seed(0)
-    for shape, patch_size in [((2, 3, 8, 8), 4), ((1, 3, 32, 32), 16), ((2, 1, 6, 6), 2)]:
+    for shape, p, s in [((2, 3, 8, 8), 4, 4), ((2, 3, 8, 8), 4, 2), ((1, 2, 9, 7), 3, 2), ((2, 1, 6, 6), 2, 1)]:
         x = torch.randn(*shape, generator=g)
-        # an independent reference: F.unfold cuts the same non-overlapping patches, channel-major within a patch
-        expected = F.unfold(x, kernel_size=patch_size, stride=patch_size).transpose(1, 2)
-        _close(answer(x, patch_size), expected, f"patchify(x of shape {shape}, {patch_size})")
+        got = answer(x, p, s)
+        # F.unfold cuts the same patches, channel-major within a patch
+        expected = F.unfold(x, kernel_size=p, stride=s).transpose(1, 2)
+        _close(got, expected, f"patchify(x of shape {shape}, {p}, {s})")
 
 
 def _embedding_parameters(answer: Callable) -> None:
     from .embedding import ViTEmbedding
 
     for args in [(224, 16, 3, 768), (32, 4, 3, 128), (384, 32, 1, 64)]:
-        expected = sum(p.numel() for p in ViTEmbedding(*args).parameters())
-        _equal(answer(*args), expected, f"embedding_parameters{args}")
+        got = answer(*args)
+        _equal(got, sum(p.numel() for p in ViTEmbedding(*args).parameters()), f"embedding_parameters{args}")
 
 
 # 02 · Eq. 2
-def _attention(answer: Callable) -> None:
+def _masked_attention(answer: Callable) -> None:
     g = torch.Generator().manual_seed(0)
-    for shape in [(2, 5, 8), (1, 3, 7, 16)]:
+    for shape in [(2, 3, 5, 8), (3, 2, 7, 16)]:
+        b, _, n, _ = shape
         q, k, v = (torch.randn(*shape, generator=g) for _ in range(3))
-        _close(answer(q, k, v), F.scaled_dot_product_attention(q, k, v), f"attention on {shape}")
+        lengths = torch.randint(1, n, (b,), generator=g)  # every sequence keeps at least one real token
+        padding = torch.arange(n) >= lengths[:, None]  # [B, N], True at the padded keys
+        got = answer(q, k, v, padding)
+        # SDPA's boolean mask is the other way round: True where a key takes part
+        expected = F.scaled_dot_product_attention(q, k, v, attn_mask=~padding[:, None, None, :])
+        _close(got, expected, f"masked_attention on {shape}, keys padded after {lengths.tolist()}")
 
 
 def _msa_parameters(answer: Callable) -> None:
     from .attention import MultiHeadSelfAttention
 
     for hidden_dim, heads in [(768, 12), (128, 4), (1024, 16)]:
+        got = answer(hidden_dim)
         expected = sum(p.numel() for p in MultiHeadSelfAttention(hidden_dim, heads).parameters())
-        _equal(answer(hidden_dim), expected, f"msa_parameters({hidden_dim})")
+        _equal(got, expected, f"msa_parameters({hidden_dim})")
 
 
 # 03 · Eq. 3 and the encoder layer
-def _gelu(answer: Callable) -> None:
+def _gelu_grad(answer: Callable) -> None:
     x = torch.linspace(-5, 5, 101)
-    _close(answer(x), nn.GELU()(x), "gelu(x)", atol=1e-6)
+    got = answer(x.clone())
+    x.requires_grad_(True)
+    nn.GELU()(x).sum().backward()  # d GELU(x_i) / d x_i for every element, by autograd
+    _close(got, x.grad, "gelu_grad(x)", atol=1e-5)
 
 
-def _layer_norm(answer: Callable) -> None:
-    x = torch.randn(2, 7, 16, generator=torch.Generator().manual_seed(0)) * 3 + 1
-    _close(answer(x, 1e-6), F.layer_norm(x, (16,), eps=1e-6), "layer_norm(x, 1e-6)")
+def _rms_norm(answer: Callable) -> None:
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(16, generator=g)
+    for scale, eps in [(3.0, 1e-6), (0.05, 1e-2)]:  # small tokens: where eps goes matters
+        x = torch.randn(2, 7, 16, generator=g) * scale + scale / 3
+        got = answer(x, weight, eps)
+        _close(got, F.rms_norm(x, (16,), weight, eps=eps), f"rms_norm(x of scale {scale}, weight, {eps})")
 
 
 def _post_ln_layer(answer: Callable) -> None:
@@ -93,23 +126,24 @@ def _post_ln_layer(answer: Callable) -> None:
     from .attention import MultiHeadSelfAttention
     from .mlp import MLPBlock
 
-    torch.manual_seed(0)
-    d, heads, d_mlp = 32, 4, 64
-    reference = nn.TransformerEncoderLayer(d, heads, d_mlp, dropout=0.0, activation="gelu", batch_first=True,
-                                           norm_first=False, layer_norm_eps=1e-6).eval()
-    attention, mlp = MultiHeadSelfAttention(d, heads).eval(), MLPBlock(d, d_mlp).eval()
-    norm1, norm2 = nn.LayerNorm(d, eps=1e-6), nn.LayerNorm(d, eps=1e-6)
+    with _seeded(0):
+        d, heads, d_mlp = 32, 4, 64
+        reference = nn.TransformerEncoderLayer(d, heads, d_mlp, dropout=0.0, activation="gelu", batch_first=True,
+                                               norm_first=False, layer_norm_eps=1e-6).eval()
+        attention, mlp = MultiHeadSelfAttention(d, heads).eval(), MLPBlock(d, d_mlp).eval()
+        norm1, norm2 = nn.LayerNorm(d, eps=1e-6), nn.LayerNorm(d, eps=1e-6)
+        with torch.no_grad():
+            attention.qkv.weight.copy_(reference.self_attn.in_proj_weight)
+            attention.qkv.bias.copy_(reference.self_attn.in_proj_bias)
+            attention.proj.load_state_dict(reference.self_attn.out_proj.state_dict())
+            mlp.fc1.load_state_dict(reference.linear1.state_dict())
+            mlp.fc2.load_state_dict(reference.linear2.state_dict())
+            for ours, theirs in ((norm1, reference.norm1), (norm2, reference.norm2)):
+                nn.init.normal_(theirs.weight, 1.0, 0.2)
+                nn.init.normal_(theirs.bias, 0.0, 0.2)
+                ours.load_state_dict(theirs.state_dict())
+            z = torch.randn(2, 9, d)
     with torch.no_grad():
-        attention.qkv.weight.copy_(reference.self_attn.in_proj_weight)
-        attention.qkv.bias.copy_(reference.self_attn.in_proj_bias)
-        attention.proj.load_state_dict(reference.self_attn.out_proj.state_dict())
-        mlp.fc1.load_state_dict(reference.linear1.state_dict())
-        mlp.fc2.load_state_dict(reference.linear2.state_dict())
-        for ours, theirs in ((norm1, reference.norm1), (norm2, reference.norm2)):
-            nn.init.normal_(theirs.weight, 1.0, 0.2)
-            nn.init.normal_(theirs.bias, 0.0, 0.2)
-            ours.load_state_dict(theirs.state_dict())
-        z = torch.randn(2, 9, d)
         _close(answer(z, attention, mlp, norm1, norm2), reference(z), "post_ln_layer(z, ...)")
 
 
@@ -119,25 +153,43 @@ def _vit_parameters(answer: Callable) -> None:
 
     for name in ("vit_ti_16", "vit_b_16", "vit_l_32", "vit_cifar"):
         config = CONFIGS[name]
+        got = answer(config)
         with torch.device("meta"):
             expected = sum(p.numel() for p in ViT(config).parameters())
-        _equal(answer(config), expected, f"vit_parameters(CONFIGS[{name!r}])")
+        _equal(got, expected, f"vit_parameters(CONFIGS[{name!r}])")
 
 
-def _gap_pool(answer: Callable) -> None:
-    from .model import ViT
+def _vit_macs(answer: Callable) -> None:
+    from .flops import forward_macs
+    from .model import CONFIGS, ViTConfig
 
-    model = ViT(image_size=16, patch_size=4, hidden_dim=8, num_layers=1, num_heads=2, mlp_dim=16, pool="gap")
-    z = torch.randn(3, 17, 8, generator=torch.Generator().manual_seed(0))
-    _close(answer(z), model.pool(z), "gap_pool(z)")
+    cases = [("CONFIGS['vit_b_16']", CONFIGS["vit_b_16"], 384), ("CONFIGS['vit_l_16']", CONFIGS["vit_l_16"], 512),
+             ("CONFIGS['vit_cifar']", CONFIGS["vit_cifar"], 48), ("CONFIGS['vit_ti_16']", CONFIGS["vit_ti_16"], 224),
+             ("a 3-layer ViT with D = 96 on 8x8 patches", ViTConfig(image_size=64, patch_size=8, num_classes=7,
+                                                                    hidden_dim=96, num_layers=3, num_heads=3,
+                                                                    mlp_dim=200), 96)]
+    for name, config, size in cases:
+        got = answer(config, size)
+        _equal(got, forward_macs(config, size)["total"], f"vit_macs({name}, {size})")
+
+
+def _resample_pos(answer: Callable) -> None:
+    from .embedding import resample_position_embedding
+
+    g = torch.Generator().manual_seed(0)
+    for old, new, d in [(4, 6, 8), (7, 14, 16), (8, 12, 4), (5, 5, 8)]:
+        position_embedding = torch.randn(1, 1 + old * old, d, generator=g)
+        got = answer(position_embedding.clone(), new)
+        _close(got, resample_position_embedding(position_embedding, new),
+               f"resample_pos(E_pos of a {old}x{old} grid, {new})", atol=1e-4)
 
 
 # 05 · training
 def _lr_at(answer: Callable) -> None:
-    from .optim import warmup_cosine
+    from .optim import warmup_decay
 
     peak, warmup, total = 2e-3, 10, 100
-    scheduler = warmup_cosine(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=peak), warmup, total)
+    scheduler = warmup_decay(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=peak), warmup, total)
     for step in range(total):
         expected = scheduler.get_last_lr()[0]
         got = answer(step, peak, warmup, total)
@@ -174,43 +226,239 @@ def _rollout(answer: Callable) -> None:
     _close(answer(attentions), attention_rollout(attentions), "rollout(attentions)")
 
 
+# 07 · RealFormer
+def _score_stream(answer: Callable) -> None:
+    g = torch.Generator().manual_seed(0)
+    raw = [torch.randn(2, 3, 5, 5, generator=g) for _ in range(4)]
+    for decay in (1.0, 0.5, 0.0):
+        got = answer([r.clone() for r in raw], decay)
+        assert isinstance(got, (list, tuple)) and len(got) == len(raw), \
+            f"score_stream(4 layers' scores, {decay}): expected a list of 4 tensors, got {got!r:.60}"
+        for layer in range(len(raw)):  # the closed form: S_l = sum over j <= l of decay^(l - j) times layer j's scores
+            weights = torch.tensor([decay ** (layer - j) for j in range(layer + 1)])
+            expected = torch.einsum("j,j...->...", weights, torch.stack(raw[:layer + 1]))
+            _close(got[layer], expected, f"score_stream(4 layers' scores, {decay})[{layer}], the scores of layer "
+                                         f"{layer + 1}")
+
+
+def _realformer_tokens(answer: Callable) -> None:
+    from .model import ViT, ViTConfig
+    from .realformer import RealFormerViT
+
+    config = ViTConfig(image_size=16, patch_size=4, num_classes=5, hidden_dim=32, num_layers=3, num_heads=4,
+                       mlp_dim=64)
+    with _seeded(0), torch.no_grad():
+        plain = ViT(config).eval()
+        for block in plain.encoder:  # scores of order 1, so that passing them on changes the output
+            nn.init.normal_(block.attention.qkv.weight, std=0.4)
+        z = plain.embedding(torch.randn(2, 3, 16, 16))
+    with torch.no_grad():
+        got = answer(list(plain.encoder), z.clone())
+        real = RealFormerViT(config).eval()
+        real.load_state_dict(plain.state_dict())  # the same names: the same weights in a RealFormer
+        expected, _ = real.forward_tokens(z)
+    _close(got, expected, "realformer_tokens(3 plain blocks, z_0)", atol=1e-4)
+
+
+# 08 · the width-varying ViT
+_WIDTH_VARYING = [dict(), dict(stage_dims=(64, 128, 192)), dict(stage_dims=(64,), stage_depths=(3,)),
+                  dict(image_size=48, patch_size=8, num_classes=7, stage_dims=(32, 96), stage_depths=(1, 3),
+                       head_dim=16, mlp_ratio=3.0),
+                  dict(image_size=16, patch_size=2, stage_dims=(32, 48, 64, 80), stage_depths=(1, 1, 2, 1),
+                       head_dim=16, mlp_ratio=2.5)]
+
+
+def _width_varying_parameters(answer: Callable) -> None:
+    from .width_varying import WidthVaryingConfig, WidthVaryingViT
+
+    for fields in _WIDTH_VARYING:
+        config = WidthVaryingConfig(**fields)
+        got = answer(config)
+        with torch.device("meta"):
+            expected = sum(p.numel() for p in WidthVaryingViT(config).parameters())
+        _equal(got, expected, f"width_varying_parameters({_described(fields)})")
+
+
+def _width_varying_macs(answer: Callable) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .width_varying import WidthVaryingConfig, WidthVaryingViT
+
+    for fields in _WIDTH_VARYING[1:]:
+        config = WidthVaryingConfig(**fields)
+        got = answer(config)
+        with _seeded(0):  # the written-out attention: its q k^T and A v are products the counter sees
+            model = WidthVaryingViT(config, attention="explicit").eval()
+            image = torch.randn(1, config.in_channels, config.image_size, config.image_size)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(image)
+        _equal(got, counter.get_total_flops() // 2, f"width_varying_macs({_described(fields)})")
+
+
+# 09 · token merging
+def _tokens_left(answer: Callable) -> None:
+    from .model import ViT, ViTConfig
+    from .tome import ToMeViT
+
+    for image_size, patch_size, layers, r in [(32, 4, 6, 10), (32, 4, 6, 4), (16, 4, 4, 5), (28, 4, 5, 12),
+                                              (16, 4, 3, 0), (8, 2, 2, 9)]:
+        tokens = (image_size // patch_size) ** 2 + 1
+        got = answer(tokens, layers, r)
+        config = ViTConfig(image_size=image_size, patch_size=patch_size, num_classes=3, hidden_dim=16,
+                           num_layers=layers, num_heads=2, mlp_dim=32)
+        with _seeded(0):
+            model = ToMeViT(ViT(config).eval(), r=r)
+            _, source = model(torch.randn(1, 3, image_size, image_size), return_source=True)
+        _equal(got, source.shape[1], f"tokens_left({tokens}, {layers}, {r})")
+
+
+def _merge_pairs(answer: Callable) -> None:
+    from .tome import bipartite_soft_matching
+
+    g = torch.Generator().manual_seed(0)
+    for n, c, r, case in [(9, 4, 3, "random keys"), (10, 8, 4, "random keys of very different lengths"),
+                          (65, 16, 10, "random keys of very different lengths"),
+                          (12, 8, 3, "a class token whose twin is token 1")]:
+        keys = torch.randn(n, c, generator=g)
+        if "lengths" in case:  # cosine similarity ignores a key's length, a dot product does not
+            keys = keys * torch.empty(n, 1).uniform_(0.1, 10.0, generator=g)
+        if "twin" in case:
+            keys[1] = 3 * keys[0] + 0.01 * torch.randn(c, generator=g)
+        got = answer(keys.clone(), r)
+        plan = bipartite_soft_matching(keys[None], r)  # positions within A (even tokens) and B (odd tokens)
+        expected = {(2 * a, 2 * b + 1) for a, b in zip(plan.source[0, :, 0].tolist(),
+                                                       plan.destination[0, :, 0].tolist())}
+        try:
+            got = {(int(i), int(j)) for i, j in got}
+        except (TypeError, ValueError):
+            raise AssertionError(f"merge_pairs({n} keys, {r}): expected pairs (i, j), got {got!r}") from None
+        _equal(got, expected, f"merge_pairs({n} keys, {r}), {case}")
+
+
+# 10 · transfer learning
+def _ridge_probe(answer: Callable) -> None:
+    g = torch.Generator().manual_seed(0)
+    for n, d, k, lam in [(200, 16, 5, 0.1), (25, 32, 5, 1.0), (120, 8, 3, 10.0)]:  # 25 < 32: a few-shot case
+        train_x, test_x = torch.randn(n, d, generator=g), torch.randn(40, d, generator=g)
+        train_y = torch.arange(n) % k
+        got = answer(train_x.clone(), train_y.clone(), test_x.clone(), k, lam)
+        # an independent solution: least squares on the stacked system [X 1; sqrt(lam) I 0] [W; b] = [T; 0]
+        targets = 2 * F.one_hot(train_y, k).double() - 1
+        a = torch.cat([torch.cat([train_x.double(), torch.ones(n, 1, dtype=torch.float64)], 1),
+                       torch.cat([math.sqrt(lam) * torch.eye(d, dtype=torch.float64),
+                                  torch.zeros(d, 1, dtype=torch.float64)], 1)])
+        solution = torch.linalg.lstsq(a, torch.cat([targets, torch.zeros(d, k, dtype=torch.float64)])).solution
+        expected = torch.cat([test_x.double(), torch.ones(40, 1, dtype=torch.float64)], 1) @ solution
+        _close(got, expected.float(), f"ridge_probe({n} features of size {d}, {k} classes, lam={lam}): test logits",
+               atol=1e-3)
+
+
+def _zero_head_gradient(answer: Callable) -> None:
+    g = torch.Generator().manual_seed(0)
+    for n, d, k in [(12, 8, 3), (50, 16, 10)]:
+        features, labels = torch.randn(n, d, generator=g) + 1, torch.randint(0, k, (n,), generator=g)
+        got = answer(features.clone(), labels.clone(), k)
+        head = nn.Linear(d, k)  # the zero-initialized head of Sec. 3.2 (transfer.zero_head)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        F.cross_entropy(head(features), labels).backward()
+        assert isinstance(got, (tuple, list)) and len(got) == 2, \
+            f"zero_head_gradient: expected a pair (weight gradient, bias gradient), got {type(got).__name__}"
+        _close(got[0], head.weight.grad, f"zero_head_gradient({n} features, {k} classes): weight gradient")
+        _close(got[1], head.bias.grad, f"zero_head_gradient({n} features, {k} classes): bias gradient")
+
+
 EXERCISES: dict[str, Exercise] = {
-    "01.1": Exercise("sequence_length(image_size, patch_size): tokens the encoder sees, class token included",
-                     "N = HW / P^2 patches, plus one class token", _sequence_length),
-    "01.2": Exercise("patchify(x, patch_size): [B, C, H, W] -> [B, N, P*P*C], patches in row-major order, each "
-                     "flattened channel by channel (as Conv2d's kernels are)",
-                     "reshape to [B, C, H/P, P, W/P, P], permute to [B, H/P, W/P, C, P, P], then flatten", _patchify),
+    "01.1": Exercise("sequence_length(height, width, patch_size, stride): tokens the encoder sees when P x P patches "
+                     "are cut every stride pixels (overlapping when stride < P), class token included",
+                     "along one side, count the positions where a patch can start, stepping by stride, without "
+                     "running off the image", _sequence_length),
+    "01.2": Exercise("patchify(x, patch_size, stride): [B, C, H, W] -> [B, N, C*P*P] with Tensor.unfold, a patch "
+                     "every stride pixels, in row-major order, each flattened channel by channel (as Conv2d's "
+                     "kernels are)",
+                     "Tensor.unfold(dimension, size, step) slides a window along one dimension and appends it as a "
+                     "new last dimension; after H and W, which dimensions must stand next to each other before "
+                     "flattening?", _patchify),
     "01.3": Exercise("embedding_parameters(image_size, patch_size, channels, hidden_dim): parameters of Eq. 1",
-                     "E and its bias (P^2 C D + D), the class token (D), E_pos ((N + 1) D)", _embedding_parameters),
-    "02.1": Exercise("attention(q, k, v): softmax(q k^T / sqrt(D_h)) v over the last two dimensions (Eqs. 6-7)",
-                     "D_h is q.shape[-1]; the softmax runs over the keys, the last dimension of q k^T", _attention),
+                     "three learned pieces: E (a bias too), the class token and E_pos; how many rows has E_pos?",
+                     _embedding_parameters),
+    "02.1": Exercise("masked_attention(q, k, v, padding): Eqs. 6-7 for q, k, v [B, heads, N, D_h], the keys where "
+                     "padding [B, N] is True ignored",
+                     "the weights of the keys that are left must still sum to 1: change the scores before the "
+                     "softmax, not the weights after it; padding has neither a heads nor a queries dimension",
+                     _masked_attention),
     "02.2": Exercise("msa_parameters(hidden_dim): parameters of one MSA (U_qkv and U_msa, with biases)",
-                     "U_qkv is D x 3D plus 3D biases, U_msa D x D plus D; the number of heads does not matter",
-                     _msa_parameters),
-    "03.1": Exercise("gelu(x): x * Phi(x), Phi the standard normal CDF", "Phi(x) = (1 + erf(x / sqrt 2)) / 2",
-                     _gelu),
-    "03.2": Exercise("layer_norm(x, eps): each token normalised over its D features (no learned scale/shift)",
-                     "mean and biased variance over the last dimension: (x - mean) / sqrt(var + eps)", _layer_norm),
+                     "an MSA is two Linear layers, U_qkv for all heads at once and U_msa: what are their input and "
+                     "output sizes?", _msa_parameters),
+    "03.1": Exercise("gelu_grad(x): the derivative of GELU(x) = x Phi(x) at every element of x",
+                     "GELU is a product of two functions of x; and the derivative of a CDF is its density",
+                     _gelu_grad),
+    "03.2": Exercise("rms_norm(x, weight, eps): RMSNorm over the last dimension, with the learned scale weight",
+                     "LayerNorm without subtracting the mean and without a shift; on small tokens eps matters: it "
+                     "belongs where LayerNorm puts it", _rms_norm),
     "03.3": Exercise("post_ln_layer(z, attention, mlp, norm1, norm2): the original Transformer's order, "
                      "LN after each residual addition",
-                     "z = norm1(z + attention(z)), then norm2(z + mlp(z))", _post_ln_layer),
+                     "in post-LN, attention and MLP read the residual stream as it is, and the LayerNorm comes after "
+                     "the addition", _post_ln_layer),
     "04.1": Exercise("vit_parameters(config): the parameters of a ViTConfig, by formula",
-                     "Eq. 1 (notebook 01), 12 D^2 + 13 D per layer with D_mlp = 4D (use config.mlp_dim: 4 LN "
-                     "vectors, U_qkv, U_msa, the MLP), the final LN (2D) and the head (D K + K)", _vit_parameters),
-    "04.2": Exercise("gap_pool(z): global average pooling, the mean of the patch tokens of z [B, N+1, D] (App. D.3)",
-                     "leave out token 0, the class token, then average over the token dimension", _gap_pool),
+                     "go module by module: the embedding (exercise 01.3), in each layer two LayerNorms, U_qkv, U_msa "
+                     "and the two MLP layers, then the final LayerNorm and the head; every Linear and LayerNorm "
+                     "holds two parameter tensors", _vit_parameters),
+    "04.2": Exercise("vit_macs(config, image_size): multiply-accumulates of one image's forward pass at image_size "
+                     "pixels (the matrix products of Eqs. 1-4)",
+                     "recount the patches and the tokens at this size: which products grow with the number of tokens, "
+                     "which with its square, and which not at all?", _vit_macs),
+    "04.3": Exercise("resample_pos(position_embedding, grid_size): E_pos [1, 1 + g*g, D] -> [1, 1 + grid_size^2, D], "
+                     "the patch rows resized in 2D (bicubic, align_corners=False), the class token's row kept",
+                     "the class token has no place on the grid; the patch rows are an image with D channels, which "
+                     "F.interpolate wants as [1, D, g, g], and which must become rows again in row-major order",
+                     _resample_pos),
     "05.1": Exercise("lr_at(step, peak, warmup_steps, total_steps): linear warm-up, then cosine to zero",
-                     "step < warmup: peak (step + 1) / warmup; after: peak (1 + cos(pi t)) / 2 with t the share "
-                     "of the steps after the warm-up that are done", _lr_at),
+                     "mind the ends: the first step already has a learning rate above zero and the last warm-up "
+                     "step reaches the peak; the cosine counts its progress from the end of the warm-up", _lr_at),
     "05.2": Exercise("smoothed_targets(labels, num_classes, eps): (1 - eps) one-hot + eps / num_classes",
                      "F.one_hot(labels, num_classes).float() gives the one-hot rows", _smoothed_targets),
     "06.1": Exercise("uniform_distance(grid, patch_size): mean distance in pixels between the centres of two "
                      "patches drawn at random from a grid x grid image (a patch may draw itself)",
-                     "all pairs of (row, column) centres, times patch_size, torch.cdist, then the mean",
-                     _uniform_distance),
+                     "neighbouring centres are patch_size pixels apart; a patch drawn with itself counts, at "
+                     "distance 0", _uniform_distance),
     "06.2": Exercise("rollout(attentions): heads averaged, 0.5 A + 0.5 I, rows renormalised, multiplied from the "
                      "first layer up: R = A~_L ... A~_1",
-                     "start from the identity and left-multiply each layer's A~ in turn", _rollout),
+                     "the first layer's matrix acts first: on which side of the running product does each new "
+                     "layer's matrix go?", _rollout),
+    "07.1": Exercise("score_stream(raw_scores, decay): the list of S_l = R_l + decay S_{l-1} (S_0 = 0), R_l = "
+                     "raw_scores[l - 1], layer l's own q k^T / sqrt(D_h)",
+                     "S_0 = 0: the first layer has nothing to add; every later one adds the stream as it left the "
+                     "layer before", _score_stream),
+    "07.2": Exercise("realformer_tokens(blocks, z): z_L of a RealFormer whose layers are the plain EncoderBlocks "
+                     "blocks, each layer's pre-softmax scores added to the next layer's",
+                     "split_heads, scores and merge_heads give Eqs. 5, 6 and 8; only what goes into the softmax "
+                     "changes, and both pre-LN residual additions stay", _realformer_tokens),
+    "08.1": Exercise("width_varying_parameters(config): the parameters of a WidthVaryingConfig, by formula",
+                     "each stage is a tower of its own width and MLP width; what sits between two stages, and at "
+                     "which widths are the embedding and the head?", _width_varying_parameters),
+    "08.2": Exercise("width_varying_macs(config): multiply-accumulates of one image's forward pass through a "
+                     "WidthVaryingViT (matrix products only, as flops.forward_macs counts them)",
+                     "notebook 04's rules hold inside each stage, at its own width; the projections between stages "
+                     "are matrix products too, on every token", _width_varying_macs),
+    "09.1": Exercise("tokens_left(num_tokens, num_layers, r): tokens after num_layers layers of ToMe with r merges "
+                     "per layer, capped as tome.ToMeViT caps them",
+                     "a layer merges tokens of set A (every second token) only, and never the class token: how many "
+                     "can that be once few tokens are left?", _tokens_left),
+    "09.2": Exercise("merge_pairs(keys, r): ToMe's bipartite soft matching of one image's keys [N, C], the set of the "
+                     "r pairs (i, j) of token positions, token i merging into token j",
+                     "every token of A (even positions) has one best partner in B (odd positions) by cosine "
+                     "similarity; the r best of those A tokens merge, and the class token must never be one",
+                     _merge_pairs),
+    "10.1": Exercise("ridge_probe(train_features, train_labels, test_features, num_classes, lam): test logits of "
+                     "the least-squares classifier to +-1 targets, ridge penalty lam on the weights, not the bias",
+                     "one linear system gives the weights and the bias together: append a column of ones to the "
+                     "features, and keep its row out of the penalty", _ridge_probe),
+    "10.2": Exercise("zero_head_gradient(features, labels, num_classes): the gradient of the mean cross-entropy "
+                     "with respect to a zero-initialised head's weight [K, D] and bias [K], as a pair",
+                     "with every weight zero, which probability does the softmax give each class? From there, the "
+                     "chain rule through the logits; the loss is a mean over the images",
+                     _zero_head_gradient),
 }
 
 

@@ -61,13 +61,15 @@ def training_flops(config: ViTConfig, images: int, image_size: int | None = None
 
 
 def run_training_flops(config: ViTConfig, images_per_epoch: int, epochs: int, low_res_epochs: int = 0,
-                       low_res_size: int | None = None, patch_dropout: float = 0.0) -> int:
+                       low_res_size: int | None = None, patch_dropout: float = 0.0,
+                       dropout_epochs: int | None = None) -> int:
     """FLOPs of the training steps of a run of ``epochs`` epochs of ``images_per_epoch`` images: the first
-    ``low_res_epochs`` at ``low_res_size`` pixels, the rest at the config's size, all with ``patch_dropout``
-    (``train.run``'s ``--low-res-size``, ``--low-res-fraction`` and ``--patch-dropout``). Evaluation is not counted."""
+    ``low_res_epochs`` at ``low_res_size`` pixels, the rest at the config's size; the first ``dropout_epochs`` (None:
+    all) with ``patch_dropout`` (``recipe.epoch_schedule``'s phases). Evaluation is not counted."""
     low = min(low_res_epochs, epochs) if low_res_size else 0
-    phases = ((low, low_res_size), (epochs - low, None))  # (epochs, image size) in the order they are trained
-    return sum(training_flops(config, n * images_per_epoch, size, patch_dropout) for n, size in phases)
+    dropout_epochs = epochs if dropout_epochs is None else dropout_epochs
+    return sum(training_flops(config, images_per_epoch, low_res_size if epoch < low else None,
+                              patch_dropout if epoch < dropout_epochs else 0.0) for epoch in range(epochs))
 
 
 def describe(config: ViTConfig) -> str:

@@ -1,6 +1,7 @@
 """The optimisation recipe: AdamW with weight decay on weight matrices only, a learning rate that warms up linearly
-and then follows a cosine to zero (per step), and a label-smoothed cross-entropy. ``training_setup`` builds all three;
-the command line, ``compare`` and notebook 05 use it, so that every training in the project follows one recipe.
+and then decays to zero (per step) along a cosine or a straight line, and a label-smoothed cross-entropy.
+``training_setup`` builds all three; the command line, ``compare`` and notebook 05 use it, so that every training in
+the project follows one recipe.
 """
 
 from __future__ import annotations
@@ -26,34 +27,42 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, bet
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
+DECAYS = ("cosine", "linear")
+
+
+def warmup_decay(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, decay: str = "cosine",
+    min_lr_ratio: float = 0.0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Learning rate rising linearly over ``warmup_steps``, then following a cosine to ``min_lr_ratio`` x peak."""
+    """Learning rate rising linearly over ``warmup_steps``, then falling to ``min_lr_ratio`` x peak along a cosine
+    or a straight line (``decay``; a linear decay to zero suits a fixed budget: Defazio et al. 2023)."""
     if total_steps <= 0 or not 0 <= warmup_steps <= total_steps:
         raise ValueError(
             f"need 0 <= warmup_steps <= total_steps and total_steps > 0, got {warmup_steps}, {total_steps}"
         )
+    if decay not in DECAYS:
+        raise ValueError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        left = 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1 - progress
+        return min_lr_ratio + (1 - min_lr_ratio) * left
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def training_setup(
     model: nn.Module, lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 1.0,
-    weight_decay: float = 0.05, label_smoothing: float = 0.1,
+    weight_decay: float = 0.05, label_smoothing: float = 0.1, decay: str = "cosine",
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, nn.CrossEntropyLoss]:
-    """(optimizer, per-step warm-up + cosine scheduler, label-smoothed loss) for ``epochs`` epochs of
+    """(optimizer, per-step warm-up + ``decay`` scheduler, label-smoothed loss) for ``epochs`` epochs of
     ``steps_per_epoch`` steps; the warm-up is cut to the whole schedule if it would be longer."""
     if epochs < 1 or steps_per_epoch < 1:
         raise UserError(f"training needs at least one epoch of at least one step, got {epochs} epoch(s) of "
                         f"{steps_per_epoch} step(s): raise --epochs, or lower --batch-size below the training set size")
     steps = epochs * steps_per_epoch
     optimizer = build_optimizer(model, lr, weight_decay)
-    scheduler = warmup_cosine(optimizer, min(int(warmup_epochs * steps_per_epoch), steps), steps)
+    scheduler = warmup_decay(optimizer, min(int(warmup_epochs * steps_per_epoch), steps), steps, decay)
     return optimizer, scheduler, nn.CrossEntropyLoss(label_smoothing=label_smoothing)

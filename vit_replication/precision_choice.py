@@ -111,13 +111,20 @@ def measured_on_this_cpu(candidates: tuple = CPU_CANDIDATES, config: ViTConfig =
 def probe_step_seconds(precision: str, attention: str, give_up_after: float | None = None,
                        config: ViTConfig = PROBE_CONFIG) -> float | None:
     """Seconds per image of one training step (forward and backward) of a ViT of ``config`` on the CPU in
-    ``precision`` with ``attention``: the faster of 2 timed steps after a warm-up step; None when the warm-up
-    step already took more than ``give_up_after`` seconds per image (a format this CPU emulates)."""
-    generator = torch.Generator().manual_seed(0)
-    model = ViT(config, Runtime(attention=attention))
+    ``precision`` with ``attention`` (``probe_model``)."""
     size = config.image_size
-    images = torch.randn(PROBE_BATCH, config.in_channels, size, size, generator=generator)
-    labels = torch.randint(0, config.num_classes, (PROBE_BATCH,), generator=generator)
+    return probe_model(ViT(config, Runtime(attention=attention)), (config.in_channels, size, size),
+                       config.num_classes, precision, give_up_after)
+
+
+def probe_model(model: torch.nn.Module, image_shape: tuple[int, int, int], num_classes: int, precision: str,
+                give_up_after: float | None = None) -> float | None:
+    """Seconds per image of one training step (forward and backward) of ``model`` on ``PROBE_BATCH`` random images
+    of ``image_shape`` on the CPU in ``precision``: the faster of 2 timed steps after a warm-up step; None when the
+    warm-up step already took more than ``give_up_after`` seconds per image (a format this CPU emulates)."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(PROBE_BATCH, *image_shape, generator=generator)
+    labels = torch.randint(0, num_classes, (PROBE_BATCH,), generator=generator)
 
     def step() -> float:
         tic = time.perf_counter()

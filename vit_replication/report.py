@@ -32,10 +32,13 @@ def save_metrics(metrics: dict, out: Path) -> None:
 
 
 def save_figures(model: nn.Module, history: dict, test_loader, classes: list[str], device: torch.device, out: Path,
-                 mean: Sequence[float], std: Sequence[float], precision: str = "fp32") -> None:
-    """Curves, a prediction grid, the confusion matrix, last-layer head attention and rollout maps."""
+                 mean: Sequence[float], std: Sequence[float], precision: str = "fp32", low_res_epochs: int = 0,
+                 low_res_size: int | None = None) -> None:
+    """Curves (the switch from ``low_res_size`` pixels after ``low_res_epochs`` marked), a prediction grid, the
+    confusion matrix, last-layer head attention and rollout maps."""
     stats = {"mean": mean, "std": std}
-    figures = {"curves": visualize.plot_history(history)}
+    size = model.config.image_size
+    figures = {"curves": visualize.plot_history(history, low_res_epochs, low_res_size, size)}
     probs, targets = predict(model, test_loader, device, precision)
     cm = confusion_matrix(probs.argmax(-1), targets, len(classes))
     figures["confusion"] = visualize.plot_confusion_matrix(cm, classes)

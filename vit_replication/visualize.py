@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from .attention_maps import upsample_maps
-from .compare import mean_std
+from .stats import mean_std
 
 
 def to_display(image, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
@@ -42,9 +42,15 @@ def show_patches(image: torch.Tensor, patch_size: int, mean=None, std=None) -> F
     return fig
 
 
-def plot_history(history: dict[str, list[float]]) -> Figure:
-    """Loss and accuracy per epoch, train and test (epochs without an evaluation have None as test values)."""
+def plot_history(history: dict[str, list[float]], low_res_epochs: int = 0, low_res_size: int | None = None,
+                 image_size: int | None = None) -> Figure:
+    """Loss and accuracy per epoch, train and test (epochs without an evaluation have None as test values); with
+    ``low_res_epochs``, a dashed line marks where training switched from ``low_res_size`` to ``image_size``."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    if low_res_epochs and low_res_epochs < len(history["epoch"]):
+        for ax in (loss_ax, acc_ax):
+            ax.axvline(low_res_epochs + 0.5, color="grey", linestyle="--", linewidth=1,
+                       label=f"{low_res_size}x{low_res_size} -> {image_size}x{image_size} pixels")
     for split in ("train", "test"):
         points = [(e, loss, acc) for e, loss, acc in zip(history["epoch"], history[f"{split}_loss"],
                                                          history[f"{split}_acc"]) if acc is not None]
@@ -99,40 +105,49 @@ def plot_confusion_matrix(matrix: torch.Tensor, class_names: Sequence[str]) -> F
     return fig
 
 
-def plot_attention_heads(image: torch.Tensor, head_maps: torch.Tensor, mean=None, std=None) -> Figure:
-    """The image, then each head's class-token attention map [heads, g, g] overlaid on it."""
+def plot_attention_heads(image: torch.Tensor, head_maps: torch.Tensor, mean=None, std=None,
+                         layer: int | None = None) -> Figure:
+    """The image, then each head's class-token attention map [heads, g, g] (heads numbered from 1) on one colour
+    scale, from 0 to the largest weight of any head, with its colour bar: a near-uniform head looks flat beside a
+    sharp one. Uniform attention over the g x g patches would be 1 / g^2 everywhere (marked on the colour bar)."""
     pixels = to_display(image, mean, std)
     maps = upsample_maps(head_maps, pixels.shape[0]).numpy()
+    top = float(head_maps.max())
     ncols = len(maps) + 1
-    fig, axes = plt.subplots(1, ncols, figsize=(1.9 * ncols, 2.2))
+    fig, axes = plt.subplots(1, ncols, figsize=(1.9 * ncols + 0.8, 2.3))
     axes[0].imshow(pixels)
     axes[0].set_title("image", fontsize=9)
     for h, ax in enumerate(axes[1:]):
         ax.imshow(pixels)
-        ax.imshow(maps[h], cmap="inferno", alpha=0.6)
-        ax.set_title(f"head {h}", fontsize=9)
+        shown = ax.imshow(maps[h], cmap="inferno", alpha=0.65, vmin=0, vmax=top)
+        ax.set_title(f"head {h + 1}", fontsize=9)
     for ax in axes:
         ax.axis("off")
-    fig.tight_layout()
+    bar = fig.colorbar(shown, ax=axes, shrink=0.8, label="attention weight")
+    bar.ax.axhline(1 / head_maps[0].numel(), color="white", linewidth=1.5)
+    where = f"layer {layer}" if layer is not None else "last layer"
+    fig.suptitle(f"class-token attention per head, {where} (white line on the bar: uniform)", fontsize=10)
     return fig
 
 
 def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | None = None,
                  mean=None, std=None) -> Figure:
-    """Pairs of (image, image with its attention-rollout map [g, g] overlaid)."""
+    """Pairs of (image, the image under a heat overlay of its attention-rollout map [g, g]), all maps on one colour
+    scale with its colour bar, each map scaled to its maximum (rollout's scale differs between images)."""
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.2), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(2.0 * n + 0.8, 4.3), squeeze=False)
     for i in range(n):
         pixels = to_display(images[i], mean, std)
-        up = upsample_maps(maps[i], pixels.shape[0]).numpy()
+        up = upsample_maps(maps[i] / maps[i].max().clamp_min(1e-12), pixels.shape[0]).numpy()
         axes[0, i].imshow(pixels)
-        axes[1, i].imshow(pixels * up[..., None])
+        axes[1, i].imshow(pixels)
+        shown = axes[1, i].imshow(up, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         if titles is not None:
             axes[0, i].set_title(titles[i], fontsize=9)
     for ax in axes.flat:
         ax.axis("off")
     axes[1, 0].set_title("rollout", fontsize=9, loc="left")
-    fig.tight_layout()
+    fig.colorbar(shown, ax=axes[1, :].tolist(), shrink=0.8, label="rollout / its maximum")
     return fig
 
 
@@ -192,29 +207,30 @@ def plot_attention_distance(distances: torch.Tensor, uniform: float | None = Non
 
 
 def plot_seeds(groups: dict[str, Sequence[dict]]) -> Figure:
-    """Final test accuracy of every seed (dots) and the mean ± standard deviation (bar) of each variant, from
-    ``compare.train_seeds`` results by variant name."""
+    """Final test accuracy of every seed (dots) and the mean ± its standard error (bar; std / sqrt(seeds), the
+    quantity Welch's t-test compares) of each variant, from ``compare.train_seeds`` results by variant name."""
     fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 4))
     for i, runs in enumerate(groups.values()):
         accs = [100 * r["test_acc"] for r in runs]
         mean, std = mean_std(accs)
-        ax.errorbar(i, mean, yerr=std, fmt="s", color=f"C{i}", capsize=8, markersize=8)
+        ax.errorbar(i, mean, yerr=std / len(accs) ** 0.5, fmt="s", color=f"C{i}", capsize=8, markersize=8)
         ax.scatter([i + 0.12] * len(accs), accs, color=f"C{i}", alpha=0.6, s=18)
     ax.set_xticks(range(len(groups)), list(groups), rotation=15)
-    ax.set(ylabel="test accuracy (%)", title="final test accuracy: seeds (dots), mean ± std")
+    ax.set(ylabel="test accuracy (%)", title="final test accuracy: seeds (dots), mean ± standard error")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def plot_accuracy_vs_parameters(groups: dict[str, Sequence[dict]]) -> Figure:
-    """Final test accuracy against parameter count, one line per family of variants (e.g. tower vs width-varying)."""
+def plot_accuracy_vs_parameters(groups: dict[str, Sequence[dict]], connected: Sequence[str] = ()) -> Figure:
+    """Final test accuracy against parameter count per family of variants (e.g. tower vs width-varying); only the
+    families named in ``connected`` (a series of one design at growing size) are joined by a line."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, results in groups.items():
         results = sorted(results, key=lambda r: r["parameters"])
         params = [r["parameters"] / 1e6 for r in results]
         accs = [100 * r["test_acc"] for r in results]
-        ax.plot(params, accs, marker="o", label=label)
+        ax.plot(params, accs, marker="o", label=label, linestyle="-" if label in connected else "none")
         for r, x, y in zip(results, params, accs):
             ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set(xlabel="parameters (millions)", ylabel="test accuracy (%)", title="accuracy vs parameters")
@@ -248,6 +264,7 @@ def plot_merged_patches(images: torch.Tensor, groups_by_r: dict[int, torch.Tenso
         axes[i, 0].set_title("image" if i == 0 else "", fontsize=9)
         for j, (r, groups) in enumerate(groups_by_r.items(), start=1):
             axes[i, j].imshow(to_display(merged_patch_image(image.float(), groups[i], patch_size), mean, std))
+            draw_group_boundaries(axes[i, j], groups[i], patch_size)
             axes[i, j].set_title(f"r={r}: {groups[i].unique().numel()} tokens", fontsize=9)
     for ax in axes.flat:
         ax.axis("off")
@@ -255,14 +272,31 @@ def plot_merged_patches(images: torch.Tensor, groups_by_r: dict[int, torch.Tenso
     return fig
 
 
+def draw_group_boundaries(ax, groups: torch.Tensor, patch_size: int, color: str = "white") -> None:
+    """Lines between neighbouring patches that belong to different merged groups (``groups`` [N] on a g x g grid)."""
+    grid = int(len(groups) ** 0.5)
+    cells = groups.reshape(grid, grid)
+    for r in range(grid):
+        for c in range(grid):
+            if c + 1 < grid and cells[r, c] != cells[r, c + 1]:  # a vertical edge on the right
+                x = (c + 1) * patch_size - 0.5
+                ax.plot([x, x], [r * patch_size - 0.5, (r + 1) * patch_size - 0.5], color=color, linewidth=0.8)
+            if r + 1 < grid and cells[r, c] != cells[r + 1, c]:  # a horizontal edge below
+                y = (r + 1) * patch_size - 0.5
+                ax.plot([c * patch_size - 0.5, (c + 1) * patch_size - 0.5], [y, y], color=color, linewidth=0.8)
+
+
 def plot_tome_tradeoff(rs: Sequence[int], images_per_s: Sequence[float], accuracies: Sequence[float]) -> Figure:
-    """Token merging: inference speed and accuracy against r (tokens merged per layer)."""
-    fig, (speed_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    speed_ax.plot(rs, images_per_s, marker="o")
-    speed_ax.set(xlabel="r (tokens merged per layer)", ylabel="images / s", title="inference throughput")
-    acc_ax.plot(rs, [100 * a for a in accuracies], marker="o", color="C1")
-    acc_ax.set(xlabel="r (tokens merged per layer)", ylabel="test accuracy (%)", title="accuracy (no retraining)")
-    for ax in (speed_ax, acc_ax):
-        ax.grid(alpha=0.3)
+    """Token merging: test accuracy against inference speed, one point per r (tokens merged per layer), on one plot
+    whose accuracy axis starts at 0, so a drop is drawn at its true size."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    accs = [100 * a for a in accuracies]
+    ax.plot(images_per_s, accs, marker="o")
+    for r, x, y in zip(rs, images_per_s, accs):
+        ax.annotate(f"r={r}", (x, y), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set(xlabel="inference throughput (images / s)", ylabel="test accuracy (%)",
+           title="token merging: accuracy vs speed (no retraining)")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

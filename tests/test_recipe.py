@@ -1,0 +1,113 @@
+"""The run's settings (recipe.TrainConfig), the recipe's phases by epoch, the EMA of the weights, and the statistics
+of a few seeds."""
+
+import math
+import statistics
+
+import pytest
+import torch
+from torch import nn
+
+from vit_replication import train
+from vit_replication.augment import DeviceLoader, batch_mixing
+from vit_replication.ema import EMA
+from vit_replication.model import ViT
+from vit_replication.recipe import PRESETS, ConfigError, TrainConfig, epoch_schedule, preset
+from vit_replication.stats import mean_std, regularized_beta, t_two_sided_p, welch_t_test
+
+
+@pytest.mark.parametrize("changes, field, message", [
+    (dict(batch_size=0), "batch_size", "batch_size must be at least 1, got 0"),
+    (dict(lr=0.0), "lr", "lr must be > 0, got 0.0"),
+    (dict(ema=1.0), "ema", "ema must be in [0, 1), got 1.0"),
+    (dict(mixing_fraction=1.5), "mixing_fraction", "mixing_fraction must be in [0, 1], got 1.5"),
+    (dict(decay="step"), "decay", "decay must be one of cosine, linear, got 'step'"),
+    (dict(model="vit_nothing"), "model", "model must be one of"),
+    (dict(low_res_size=16), "low_res_size", "low_res_size needs loader device"),
+])
+def test_a_value_that_cannot_run_is_refused_naming_its_field(changes, field, message):
+    with pytest.raises(ConfigError) as error:
+        TrainConfig(**changes)
+    assert str(error.value).startswith(message) and field in error.value.names
+    flag = "--" + field.replace("_", "-")
+    assert error.value.with_flags().startswith(flag + " ")  # the command line names its flag
+
+
+def test_with_flags_renames_whole_field_names_only():
+    error = ConfigError("low_res_size needs loader device; loader_x and low_res_size_2 stay", "low_res_size", "loader")
+    assert error.with_flags() == "--low-res-size needs --loader device; loader_x and low_res_size_2 stay"
+
+
+def test_presets_are_overrides_of_the_defaults_and_the_command_line_parses_into_the_same_object():
+    config = preset("cifar10-cpu", lr=1e-3)
+    assert config == TrainConfig(**PRESETS["cifar10-cpu"] | {"lr": 1e-3})
+    assert config.model == "vit_cifar_cpu" and config.randaugment is False and config.lr == 1e-3
+    assert train.parse_args(["--preset", "cifar10-cpu", "--lr", "1e-3"]) == config
+    assert train.parse_args([]) == TrainConfig()
+    assert train.given_options(["--lr", "0.5", "--no-progress"]) == {"lr": 0.5, "progress": False}
+    with pytest.raises(ConfigError, match="unknown setting"):
+        preset("cifar10-cpu", learning_rate=1.0)
+    with pytest.raises(ConfigError, match="preset must be one of"):
+        preset("gpu-fast")
+
+
+def test_every_field_of_the_settings_is_a_flag():
+    for name in TrainConfig.__dataclass_fields__:
+        flag = "--" + name.replace("_", "-")
+        assert flag in train.parser().format_help(), flag
+
+
+def _loader():
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    return DeviceLoader(images, torch.arange(8) % 10, 4, True, (0.5,) * 3, (0.25,) * 3)
+
+
+def test_the_schedule_turns_mixing_and_patch_dropout_off_for_the_last_epochs(tiny_config):
+    config = TrainConfig(loader="device", low_res_size=8, low_res_fraction=0.25, patch_dropout=0.25,
+                         patch_dropout_fraction=0.5, mixup=0.8, mixing_fraction=0.75)
+    model, loader, mixing = ViT(tiny_config, patch_dropout=0.25, dynamic_image_size=True), _loader(), \
+        batch_mixing(10, mixup_alpha=0.8)
+    before_epoch = epoch_schedule(config, 8, model=model, train_loader=loader, mixing=mixing, log=False)
+    seen = []
+    for epoch in range(8):
+        before_epoch(epoch)
+        seen.append((loader.image_size, model.runtime.patch_dropout, mixing.active))
+    assert seen == [(8, 0.25, True)] * 2 + [(None, 0.25, True)] * 2 + [(None, 0.0, True)] * 2 + \
+        [(None, 0.0, False)] * 2
+    images, labels = torch.randn(4, 3, 16, 16), torch.arange(4)
+    out_images, out_labels = mixing(images, labels)  # switched off: the batch and hard labels pass unchanged
+    assert out_images is images and out_labels is labels
+    assert epoch_schedule(TrainConfig(), 8, model=model, train_loader=loader) is None  # a single phase
+
+
+def test_ema_follows_the_formula_with_its_warm_up():
+    model = nn.Linear(2, 1)
+    ema = EMA(model, decay=0.9)
+    expected = ema.module.weight.detach().clone()
+    for step in range(20):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        d = min(0.9, (1 + step) / (10 + step))  # 0.1, 0.18, ... then 0.9 from step 80 on: here the warm-up
+        expected = d * expected + (1 - d) * model.weight.detach()
+        ema.update(model)
+        torch.testing.assert_close(ema.module.weight, expected)
+    assert ema.updates == 20 and not ema.module.weight.requires_grad
+    with pytest.raises(ValueError, match="EMA decay must be in"):
+        EMA(model, 1.0)
+
+
+def test_welch_t_test_against_closed_forms():
+    # Student's t with 1 degree of freedom is Cauchy, with 2 it has a closed form; 2.776 is t(0.975, 4)
+    assert t_two_sided_p(3.0, 1) == pytest.approx(1 - 2 / math.pi * math.atan(3.0), rel=1e-12)
+    assert t_two_sided_p(1.5, 2) == pytest.approx(1 - 1.5 / math.sqrt(2 + 1.5 ** 2), rel=1e-12)
+    assert t_two_sided_p(2.776445, 4) == pytest.approx(0.05, abs=1e-6)
+    assert regularized_beta(0.3, 2, 3) == pytest.approx(0.3483, rel=1e-12)  # a binomial tail: sum of 3 terms
+    a, b = [0.30, 0.31, 0.29], [0.33, 0.34, 0.32]
+    t, df, p = welch_t_test(a, b)
+    se = math.sqrt(statistics.variance(a) / 3 + statistics.variance(b) / 3)
+    assert t == pytest.approx(0.03 / se) and df == pytest.approx(4.0) and p == pytest.approx(t_two_sided_p(t, 4))
+    assert 0.02 < p < 0.03  # 3 seeds a side, 3 points apart with 1 point of spread
+    assert welch_t_test([0.5, 0.5], [0.5, 0.5])[2] == 1.0
+    assert mean_std([0.5]) == (0.5, 0.0)
+    with pytest.raises(ValueError, match="at least 2 values per group"):
+        welch_t_test([0.5], [0.4, 0.6])

@@ -1,0 +1,90 @@
+"""Figures a reader can trust: maps that are compared share one colour scale with a colour bar, heads are numbered
+from 1, the resolution switch is marked, error bars are the statistic the text uses, and a trade-off is one plot."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from vit_replication import visualize  # noqa: E402
+
+
+def _images(fig):
+    return [image for ax in fig.axes for image in ax.get_images()]
+
+
+def test_attention_heads_share_one_scale_with_a_colour_bar():
+    maps = torch.rand(4, 8, 8)
+    maps[0] = 1 / 64  # a uniform head beside sharper ones
+    fig = visualize.plot_attention_heads(torch.rand(3, 32, 32), maps, layer=6)
+    overlays = [image for image in _images(fig) if image.get_cmap().name == "inferno"]
+    assert len(overlays) == 4 and {image.get_clim() for image in overlays} == {(0, float(maps.max()))}
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title().startswith("head")]
+    assert titles == ["head 1", "head 2", "head 3", "head 4"]
+    assert any(ax.get_label() == "<colorbar>" for ax in fig.axes) and "layer 6" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_rollout_is_a_heat_overlay_on_one_scale():
+    fig = visualize.plot_rollout(torch.rand(3, 3, 32, 32), torch.rand(3, 8, 8) * torch.tensor([1, 10, 100])[:, None,
+                                                                                                           None])
+    overlays = [image for image in _images(fig) if image.get_cmap().name == "jet"]
+    assert len(overlays) == 3 and {image.get_clim() for image in overlays} == {(0, 1)}
+    assert all(image.get_alpha() < 1 for image in overlays)  # the image stays visible under the map
+    assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_history_marks_the_switch_of_resolution():
+    history = {"epoch": [1, 2, 3, 4], "train_loss": [2, 1.5, 1.2, 1.0], "train_acc": [0.2, 0.4, 0.5, 0.6],
+               "test_loss": [None, 1.4, None, 1.1], "test_acc": [None, 0.45, None, 0.6]}
+    fig = visualize.plot_history(history, low_res_epochs=3, low_res_size=16, image_size=32)
+    for ax in fig.axes:
+        switch = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert len(switch) == 1 and list(switch[0].get_xdata()) == [3.5, 3.5]
+        assert "16x16 -> 32x32 pixels" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+    fig = visualize.plot_history(history)
+    assert not [line for ax in fig.axes for line in ax.get_lines() if line.get_linestyle() == "--"]
+    plt.close(fig)
+
+
+def test_seed_error_bars_are_standard_errors():
+    runs = {"a": [{"test_acc": a} for a in (0.60, 0.62, 0.64)], "b": [{"test_acc": b} for b in (0.70, 0.70)]}
+    fig = visualize.plot_seeds(runs)
+    bars = [c for c in fig.axes[0].collections if isinstance(c, matplotlib.collections.LineCollection)]
+    lengths = sorted(float(seg[1][1] - seg[0][1]) for bar in bars for seg in bar.get_segments())
+    assert lengths == pytest.approx([0.0, 2 * 2 / 3 ** 0.5])  # std 2 points over 3 seeds: +-1.155 points
+    plt.close(fig)
+
+
+def test_only_a_series_of_one_design_is_joined_by_a_line():
+    towers = [{"name": f"D={d}", "parameters": d * 1000, "test_acc": 0.6 + d / 1000} for d in (64, 128, 192)]
+    varying = [{"name": "64-128-192", "parameters": 120_000, "test_acc": 0.7},
+               {"name": "96-192", "parameters": 90_000, "test_acc": 0.68}]
+    fig = visualize.plot_accuracy_vs_parameters({"tower": towers, "width-varying": varying}, connected=["tower"])
+    styles = {line.get_label(): line.get_linestyle() for line in fig.axes[0].get_lines()}
+    assert styles == {"tower": "-", "width-varying": "None"}
+    plt.close(fig)
+
+
+def test_tome_tradeoff_is_one_plot_of_accuracy_against_speed_from_zero():
+    fig = visualize.plot_tome_tradeoff([0, 4, 8], [800.0, 1100.0, 1500.0], [0.84, 0.835, 0.83])
+    assert len(fig.axes) == 1 and fig.axes[0].get_ylim() == (0, 100)
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [800.0, 1100.0, 1500.0]
+    plt.close(fig)
+
+
+def test_group_boundaries_are_drawn_between_different_groups_only():
+    groups = torch.tensor([0, 0, 1, 1,
+                           0, 0, 1, 1,
+                           2, 2, 2, 2,
+                           2, 2, 2, 2])
+    fig, ax = plt.subplots()
+    visualize.draw_group_boundaries(ax, groups, patch_size=4)
+    # vertical edges between columns 1|2 in rows 0-1 (2), horizontal edges between rows 1|2 in all 4 columns (4)
+    assert len(ax.get_lines()) == 6
+    plt.close(fig)
