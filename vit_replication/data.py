@@ -168,10 +168,15 @@ def cifar10_check_subset(source: str | Path, every: int = 10) -> tuple[torch.Ten
         paths = sorted(source.glob("test/*/*.jpg"))
         items = [(path.parent.name, path.read_bytes()) for path in paths[::every]]
     else:
-        with tarfile.open(source) as archive:
-            members = sorted((m for m in archive.getmembers() if m.isfile() and m.name.lstrip("./").startswith(
-                "test/")), key=lambda m: m.name.lstrip("./"))
-            items = [(Path(m.name).parent.name, archive.extractfile(m).read()) for m in members[::every]]
+        with tarfile.open(source) as archive:  # first pass: the names, to pick every n-th in sorted order
+            names = sorted(m.name for m in archive.getmembers() if m.isfile() and m.name.lstrip("./").startswith(
+                "test/"))
+        wanted, raw = set(names[::every]), {}
+        with tarfile.open(source, "r|*") as archive:  # second pass, in the archive's order: no seeking back
+            for member in archive:
+                if member.name in wanted:
+                    raw[member.name] = archive.extractfile(member).read()
+        items = [(Path(name).parent.name, raw[name]) for name in names[::every]]
     if not items:
         raise UserError(f"no test/<class>/*.jpg images in {source}")
     classes = sorted({name for name, _ in items})
