@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .budget import planned_epochs
 from .checkpoint import load_checkpoint
 from .engine import Checkpoints, fit, set_seed
+from .model import count_parameters
 from .optim import training_setup
 from .pipeline import run_data
 from .precision_choice import PrecisionChoice, fastest_on_cpu, probe_model
@@ -77,8 +78,8 @@ def train_cnn(config: TrainConfig, command: str = "") -> tuple[CNN, dict]:
     choice = choose_cnn_precision(device, config.precision, len(data.classes))
     set_seed(config.seed)
     model = CNN(len(data.classes)).to(device, memory_format=torch.channels_last)
-    parameters = sum(p.numel() for p in model.parameters())
-    print(f"CNN: {parameters:,} parameters, {forward_macs(model) / 1e6:.0f} M multiply-adds per image; "
+    parameters, macs = count_parameters(model), forward_macs(model)
+    print(f"CNN: {parameters:,} parameters, {macs / 1e6:.0f} M multiply-adds per image; "
           f"{len(data.train_set):,} train / {len(data.test_set):,} test images; precision {choice.precision} "
           f"({choice.reason})")
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,7 @@ def train_cnn(config: TrainConfig, command: str = "") -> tuple[CNN, dict]:
                   progress=config.progress)
     metrics = {"model": "cnn", "widths": list(CNN_WIDTHS), "test_acc": history["test_acc"][-1],
                "epochs": len(history["epoch"]), "train_seconds_all_epochs": sum(history["epoch_time"]),
-               "parameters": parameters, "forward_macs_per_image": forward_macs(model),
+               "parameters": parameters, "forward_macs_per_image": macs,
                "train_images": len(data.train_set), "test_images": len(data.test_set),
                "precision": choice.precision, "precision_reason": choice.reason, "command": command,
                "args": config.to_dict(), "wall_seconds_this_run": time.perf_counter() - start}

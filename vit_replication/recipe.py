@@ -214,6 +214,12 @@ def low_res_epochs(config: TrainConfig, epochs: int) -> int:
 
 
 
+def dropout_epochs(config: TrainConfig, epochs: int) -> int:
+    """How many of ``epochs`` epochs, the first ones, train with patch dropout (all of them without it: there is
+    nothing to switch off); ``epoch_schedule`` and the reported training FLOPs both count them so."""
+    return phase_epochs(config.patch_dropout_fraction, epochs) if config.patch_dropout else epochs
+
+
 def epoch_schedule(config: TrainConfig, epochs: int, *, model, train_loader, mixing=None,
                    log: bool = True) -> Callable[[int], None] | None:
     """``before_epoch`` for ``engine.fit``: the recipe's phases by epoch. The first ``low_res_epochs`` train on
@@ -221,7 +227,7 @@ def epoch_schedule(config: TrainConfig, epochs: int, *, model, train_loader, mix
     (``model.configure``) for the first ``patch_dropout_fraction`` of the epochs; MixUp/CutMix (``mixing.active``)
     for the first ``mixing_fraction``. None when the run has a single phase."""
     low = low_res_epochs(config, epochs)
-    dropout = phase_epochs(config.patch_dropout_fraction, epochs) if config.patch_dropout else epochs
+    dropout = dropout_epochs(config, epochs)
     mixed = phase_epochs(config.mixing_fraction, epochs) if mixing is not None else epochs
     if not low and dropout == epochs and mixed == epochs:
         return None

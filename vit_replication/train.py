@@ -46,6 +46,7 @@ from .recipe import (
     ConfigError,
     TrainConfig,
     check_paths,
+    dropout_epochs,
     epoch_schedule,
     low_res_epochs,
     model_config,
@@ -176,12 +177,13 @@ def run(config: TrainConfig, command: str = "") -> tuple[ViT, dict]:
     rank, world_size, local_rank = init_distributed()
     main_process, out = rank == 0, Path(config.out)
     device = torch.device(f"cuda:{local_rank}" if world_size > 1 and config.device == "cuda" else config.device)
-    choice = choose_precision(device, config.precision, config.attention, config=model_config(config))
+    requested = model_config(config)  # the architecture asked for (its classes follow the data)
+    choice = choose_precision(device, config.precision, config.attention, config=requested)
     precision = choice.precision
 
     # build: data, model, loaders (nothing is written before all of them exist)
     runtime = model_runtime(config, choice.attention)
-    data = run_data(config, model_config(config).image_size, device, rank, world_size)
+    data = run_data(config, requested.image_size, device, rank, world_size)
     architecture = model_config(config, num_classes=len(data.classes))
     set_seed(config.seed)
     model = ViT(architecture, runtime).to(device)  # the same seed, so the same initial weights in every process
@@ -242,7 +244,7 @@ def run(config: TrainConfig, command: str = "") -> tuple[ViT, dict]:
         "training_flops": run_training_flops(
             architecture, len(data.train_loader) * config.batch_size, len(history["epoch"]),
             low_res_epochs(config, epochs), config.low_res_size, config.patch_dropout,
-            dropout_epochs=round(config.patch_dropout_fraction * epochs)),
+            dropout_epochs=dropout_epochs(config, epochs)),
         "model": config.model, "config": config_dict(architecture), "runtime": config_dict(runtime),
         "dataset": config.dataset, "loaded": data.describe(), "train_images": len(data.train_set),
         "test_images": len(data.test_set), "mean": data.mean, "std": data.std, "precision": precision,

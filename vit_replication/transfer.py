@@ -23,7 +23,7 @@ from .compare import train_variant
 from .convert import load_torchvision_pretrained
 from .data import IMAGENET_MEAN, IMAGENET_STD, make_loader
 from .download import DownloadError
-from .model import ViT, create_vit
+from .model import ViT, count_parameters, create_vit
 
 METHODS = ("linear probe", "fine-tuning", "from scratch")
 
@@ -63,7 +63,7 @@ def freeze_encoder(model: ViT) -> int:
     """Freeze everything but the head; returns the number of trainable parameters left."""
     for name, param in model.named_parameters():
         param.requires_grad = name.startswith("head.")
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return count_parameters(model, trainable_only=True)
 
 
 @torch.no_grad()
