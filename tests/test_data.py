@@ -122,3 +122,21 @@ def test_subset_and_sample_batch():
     assert data.subset(ds, None) is ds
     images, labels = data.sample_batch(ds, 4)
     assert images.shape == (4, 3, 32, 32) and labels.shape == (4,)
+
+
+def test_what_a_download_prints_names_no_home_folder(capsys):
+    """torch.hub prints 'Downloading: URL to <home>/.cache/...' to stdout, tqdm its bar to stderr: through fetch the
+    home folder reads ~ in both, so stored notebook outputs show no machine's paths."""
+    import sys
+    from pathlib import Path
+
+    from vit_replication.download import fetch
+
+    def download():
+        print(f"Downloading: to {Path.home() / '.cache' / 'w.pth'}")
+        sys.stderr.write(f"bar {Path.home()}\n")
+        return 7
+
+    assert fetch("w", "get it by hand", download) == 7
+    out, err = capsys.readouterr()
+    assert out == "Downloading: to ~/.cache/w.pth\n" and err == "bar ~\n"

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import io
 import socket
+import sys
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
 from typing import TypeVar
 
 from .errors import UserError
@@ -30,11 +33,26 @@ def network_timeout(seconds: float):
         socket.setdefaulttimeout(previous)
 
 
+class HomeAsTilde(io.TextIOBase):
+    """A text stream that writes through to ``stream`` with the home folder shown as ``~``: the lines downloaders
+    print ("Downloading: URL to /home/<user>/.cache/...") name no machine's paths in a notebook's outputs."""
+
+    def __init__(self, stream):
+        self.stream, self.home = stream, str(Path.home())
+
+    def write(self, text: str) -> int:
+        return self.stream.write(text.replace(self.home, "~"))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def fetch(what: str, how_to_get: str, download: Callable[[], T], error: type[UserError] = DownloadError) -> T:
-    """Run ``download()`` with a bounded network time; any failure becomes ``error``: '<what> could not be
-    downloaded (<cause>); <how_to_get>'."""
+    """Run ``download()`` with a bounded network time (what it prints shows the home folder as ``~``); any failure
+    becomes ``error``: '<what> could not be downloaded (<cause>); <how_to_get>'."""
     try:
-        with network_timeout(TIMEOUT_SECONDS):
+        with network_timeout(TIMEOUT_SECONDS), redirect_stdout(HomeAsTilde(sys.stdout)), \
+                redirect_stderr(HomeAsTilde(sys.stderr)):
             return download()
     except Exception as err:  # URLError, socket time-outs, HTTP errors, checksum or missing-file errors
         raise error(f"{what} could not be downloaded ({type(err).__name__}: {err}); {how_to_get}") from err
