@@ -106,3 +106,17 @@ def test_every_variant_returns_one_attention_map_per_layer(tiny_config, pool):
         torch.testing.assert_close(attentions[-1].sum(-1), torch.ones(3, heads[-1], 17))
         torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=1e-5)
         assert rollout_map(attentions).shape == (3, 4, 4)
+
+
+def test_position_similarity_is_cosine_and_finds_the_least_similar_patch():
+    from vit_replication.attention_maps import least_similar_positions, position_similarity
+
+    # 4 patches on a line: embeddings along a half circle, so patch 0 is least like patch 3 (opposite directions)
+    angles = torch.tensor([0.0, 1.0, 2.0, 3.0]) * torch.pi / 3
+    embedding = torch.stack([angles.cos(), angles.sin()], dim=-1) * torch.tensor([[1.0], [2.0], [0.5], [3.0]])
+    similarity = position_similarity(embedding)
+    expected = torch.nn.functional.cosine_similarity(embedding[:, None], embedding[None], dim=-1)
+    torch.testing.assert_close(similarity, expected)
+    least = least_similar_positions(embedding, [0, 1])
+    assert least[0][0] == 3 and abs(least[0][1] - (-1.0)) < 1e-6  # pi apart: cosine -1
+    assert least[1][0] == 3 and abs(least[1][1] - (-0.5)) < 1e-6  # 1 is 2 pi/3 from 3, pi/3 from 0 and 2

@@ -145,3 +145,16 @@ def test_every_result_figure_in_the_prose_is_in_the_outputs(path):
     shown = result_figures("\n".join(output_text(c) for c in cells(path)))
     missing = result_figures(prose) - shown - QUOTED.get(path.name, set())
     assert not missing, f"{path.name}: the prose quotes {sorted(missing)}, which no output shows"
+
+
+def test_ci_runs_the_readme_s_test_command_with_strict_nbval():
+    """Every cell's output is compared (strict nbval), except cells tagged as depending on the run; the README's
+    test command is what .ci/run runs."""
+    root = NOTEBOOKS[0].parents[1]
+    readme = (root / "README.md").read_text()
+    command = re.search(r"Run the tests.*?```bash\n(.+?)\n```", readme, re.S).group(1)
+    assert command.replace(".venv/bin/python", "python") in (root / ".ci" / "run").read_text()
+    assert " --nbval " in command + " " and "--nbval-lax" not in command
+    for path in NOTEBOOKS:
+        tags = {tag for cell in cells(path) for tag in cell["metadata"].get("tags", [])}
+        assert "nbval-check-output" not in tags, f"{path.name}: a lax-mode tag (strict nbval compares every cell)"

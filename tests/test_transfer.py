@@ -65,8 +65,9 @@ def test_transfer_runs_trains_three_classifiers_without_touching_the_backbone(ti
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     train, test = SyntheticShapes(40, 16, 4), SyntheticShapes(20, 16, 4, split="test")
     results = transfer.transfer_runs(backbone, (train.images, torch.tensor(train.targets)),
-                                     (test.images, torch.tensor(test.targets)), 4, (0.5,) * 3, (0.25,) * 3, steps=6,
-                                     batch_size=16, device=torch.device("cpu"))
+                                     (test.images, torch.tensor(test.targets)), 4, (0.5,) * 3, (0.25,) * 3,
+                                     {m: transfer.transfer_recipe(m, 6, 40, 16) for m in transfer.METHODS},
+                                     device=torch.device("cpu"))
     assert list(results) == list(transfer.METHODS)
     for run in results.values():
         assert run["history"]["epoch"] == [1, 2, 3]  # 6 steps of 16 = 3 epochs of 2
@@ -95,8 +96,22 @@ def test_transfer_runs_picks_methods_and_refuses_unknown_ones(tiny_config):
     data = SyntheticShapes(32, 16, 4)
     pair = (data.images, torch.tensor(data.targets))
     args = (backbone, pair, pair, 4, (0.5,) * 3, (0.25,) * 3)
-    results = transfer.transfer_runs(*args, steps=2, batch_size=16, device=torch.device("cpu"),
-                                     methods=("from scratch",))
+    recipe = transfer.transfer_recipe("from scratch", 2, 32, 16)
+    results = transfer.transfer_runs(*args, {"from scratch": recipe}, device=torch.device("cpu"))
     assert list(results) == ["from scratch"] and results["from scratch"]["model"].head.out_features == 4
     with pytest.raises(ValueError, match="unknown methods \\['fine tuning'\\]"):
-        transfer.transfer_runs(*args, steps=2, batch_size=16, device=torch.device("cpu"), methods=("fine tuning",))
+        transfer.transfer_runs(*args, {"fine tuning": recipe}, device=torch.device("cpu"))
+
+
+def test_transfer_recipe_counts_epochs_from_steps_and_keeps_each_method_s_settings():
+    probe = transfer.transfer_recipe("linear probe", 200, 5000, 64, seed=2)
+    assert (probe.epochs, probe.batch_size, probe.seed, probe.lr, probe.weight_decay) == (3, 64, 2, 1e-2, 0.0)
+    assert probe.eval_every == 3 and probe.warmup_epochs == pytest.approx(0.3)  # 200 steps of 78 an epoch
+    few = transfer.transfer_recipe("fine-tuning", 200, 50, 64)  # fewer images than a batch: whole-set batches
+    assert (few.batch_size, few.epochs, few.lr) == (50, 200, 5e-4)
+    scratch = transfer.transfer_recipe("from scratch", 1000, 5000, 250, eval_every=5)
+    assert (scratch.epochs, scratch.eval_every, scratch.low_res_size, scratch.patch_dropout) == (50, 5, 16, 0.25)
+    assert transfer.transfer_recipe("from scratch", 10, 100, 10, image_size=224).low_res_size == 112
+    assert transfer.transfer_recipe("from scratch", 10, 100, 10, low_res_size=None).low_res_size is None
+    with pytest.raises(ValueError, match="unknown method 'probe'"):
+        transfer.transfer_recipe("probe", 10, 100, 10)

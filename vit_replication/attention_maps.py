@@ -100,3 +100,18 @@ def uniform_attention_distance(grid_size: int, patch_size: int) -> float:
     rows, cols = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
     centres = torch.stack([rows.flatten(), cols.flatten()], dim=1).float() * patch_size
     return torch.cdist(centres, centres).mean().item()
+
+
+def position_similarity(position_embedding: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every patch's position embedding ``[N, D]`` with every other one, ``[N, N]`` (paper
+    Fig. 7, centre)."""
+    embeddings = F.normalize(position_embedding.detach().float().cpu(), dim=-1)
+    return embeddings @ embeddings.T
+
+
+def least_similar_positions(position_embedding: torch.Tensor, patches: list[int]) -> dict[int, tuple[int, float]]:
+    """For each patch index of ``patches``: the patch whose position embedding is least like its own (cosine
+    similarity), and that similarity."""
+    similarity = position_similarity(position_embedding)
+    return {i: (int(similarity[i].argmin()), float(similarity[i].min())) for i in patches}
+

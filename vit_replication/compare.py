@@ -8,34 +8,54 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from .augment import DeviceLoader
+from .budget import EPOCH_MARGIN
 from .engine import fit, set_seed
 from .model import count_parameters
 from .optim import training_setup
 from .pipeline import run_data
-from .recipe import TrainConfig
+from .recipe import TrainConfig, epoch_schedule, low_res_epochs
 from .stats import mean_std, welch_t_test
-from .timing import seconds_per_step
+from .timing import seconds_per_step, time_steps
 
 
-def comparison_loaders(
-    dataset: str, data_dir: str, train_size: int | None, test_size: int | None, batch_size: int,
-    device: torch.device, seed: int = 0,
-) -> tuple[DeviceLoader, DeviceLoader, list[str]]:
-    """32x32 training and test loaders held on ``device`` (random crop + flip done there), and the class names.
-
-    ``dataset``/``data_dir`` are as in ``data.load_datasets`` (offline: the synthetic shapes after one line saying
-    why); ``train_size``/``test_size`` pick fixed random subsets (None: everything). Built by ``pipeline.run_data``,
-    as every run's data is.
-    """
-    config = TrainConfig(dataset=dataset, data_dir=data_dir, train_size=train_size, test_size=test_size,
-                         batch_size=batch_size, loader="device", randaugment=False, seed=seed)
-    data = run_data(config, 32, device)
+def comparison_loaders(recipe: TrainConfig, device: torch.device, image_size: int = 32
+                       ) -> tuple[DeviceLoader, DeviceLoader, list[str]]:
+    """Training and test loaders of ``image_size`` pixels held on ``device`` (random crop + flip done there), and
+    the class names, for the data of ``recipe`` (``dataset``, ``data_dir``, ``train_size``, ``test_size``,
+    ``batch_size``; offline, the synthetic shapes after one line saying why). Built by ``pipeline.run_data``, as
+    every run's data is; the images are decoded and held once, for every variant and seed."""
+    data = run_data(replace(recipe, loader="device", randaugment=False), image_size, device)
     return data.train_loader, data.test_loader, data.classes
+
+
+def check_comparable(recipe: TrainConfig) -> None:
+    """Comparisons train with the recipe's schedule, phases (low resolution, patch dropout) and regularisation;
+    settings they do not apply are refused rather than ignored."""
+    unsupported = [name for name in ("mixup", "cutmix", "ema") if getattr(recipe, name)]
+    if unsupported:
+        raise ValueError(f"compare.train_variant does not apply {', '.join(unsupported)}: set it to 0 in the "
+                         "recipe, or train with train.run")
+
+
+def build_for(build: Callable[[], nn.Module], recipe: TrainConfig, device: torch.device) -> nn.Module:
+    """The variant of ``build``, built right after ``set_seed(recipe.seed)`` on ``device``, running as the recipe
+    trains it: its attention kernel unless "auto" (then the model's own; pass the one ``choose_precision`` timed
+    fastest), its patch dropout, its drop path when set (None: the model's own), other image sizes when it has a
+    low-resolution phase."""
+    check_comparable(recipe)
+    set_seed(recipe.seed)
+    model = build().to(device)
+    changes = {"attention": recipe.attention} if recipe.attention != "auto" else {}
+    changes |= {"patch_dropout": recipe.patch_dropout} if recipe.patch_dropout else {}
+    changes |= {"drop_path": recipe.drop_path} if recipe.drop_path is not None else {}
+    changes |= {"dynamic_image_size": True} if recipe.low_res_size is not None else {}
+    return model.configure(**changes) if changes else model
 
 
 def train_variant(
@@ -43,48 +63,90 @@ def train_variant(
     build: Callable[[], nn.Module],
     train_loader: Iterable,
     test_loader: Iterable,
-    epochs: int,
-    lr: float,
+    recipe: TrainConfig,
     device: torch.device,
-    seed: int = 0,
-    weight_decay: float = 0.05,
-    warmup_epochs: float = 1,
-    label_smoothing: float = 0.1,
-    progress: bool = True,
+    *,
     precision: str = "fp32",
+    progress: bool = True,
     log: bool = True,
-    eval_every: int = 1,
 ) -> dict:
-    """Seed, build, train and evaluate one variant; returns its name, seed, model, parameter count, history and
-    times. ``log``: a line per epoch (else none); ``precision`` as in ``engine.fit``."""
-    set_seed(seed)
-    model = build().to(device)
-    optimizer, scheduler, loss_fn = training_setup(model, lr, epochs, len(train_loader), warmup_epochs,
-                                                   weight_decay, label_smoothing)
+    """Seed (``recipe.seed``), build, train and evaluate one variant; returns its name, seed, model, parameter
+    count, history and times.
+
+    The recipe is the one every run of the project follows (``recipe.TrainConfig``): ``epochs``, ``lr``,
+    ``weight_decay``, ``warmup_epochs``, ``decay``, ``label_smoothing``, ``grad_clip``, ``eval_every``, and its
+    phases (``recipe.epoch_schedule``): the first ``low_res_fraction`` of the epochs at ``low_res_size`` pixels,
+    patch dropout for the first ``patch_dropout_fraction``; ``drop_path`` when set (None: the model's own).
+    ``log``: a line per epoch (else none); ``precision`` as in ``engine.fit``."""
+    model = build_for(build, recipe, device)
+    optimizer, scheduler, loss_fn = training_setup(model, recipe.lr, recipe.epochs, len(train_loader),
+                                                   recipe.warmup_epochs, recipe.weight_decay,
+                                                   recipe.label_smoothing, recipe.decay)
+    before_epoch = epoch_schedule(recipe, recipe.epochs, model=model, train_loader=train_loader, log=False)
     if log:
         print(f"{name}: {count_parameters(model):,} parameters")
     tic = time.perf_counter()
-    history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=epochs,
-                  device=device, loss_fn=loss_fn, seed=seed, precision=precision, progress=progress, log=log,
-                  eval_every=eval_every)
+    history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=recipe.epochs,
+                  device=device, loss_fn=loss_fn, seed=recipe.seed, precision=precision, grad_clip=recipe.grad_clip,
+                  eval_every=recipe.eval_every, before_epoch=before_epoch, progress=progress, log=log)
     return {
-        "name": name, "seed": seed, "model": model.eval(), "parameters": count_parameters(model), "history": history,
-        "seconds": time.perf_counter() - tic, "test_acc": history["test_acc"][-1],
+        "name": name, "seed": recipe.seed, "model": model.eval(), "parameters": count_parameters(model),
+        "history": history, "seconds": time.perf_counter() - tic, "test_acc": history["test_acc"][-1],
         # training images per second of wall time, the per-epoch evaluation included
-        "train_images_per_s": len(train_loader) * train_loader.batch_size * epochs / sum(history["epoch_time"]),
+        "train_images_per_s": len(train_loader) * train_loader.batch_size * recipe.epochs
+        / sum(history["epoch_time"]),
     }
 
 
-def train_seeds(name: str, build: Callable[[], nn.Module], train_loader, test_loader, epochs: int, lr: float,
+def train_seeds(name: str, build: Callable[[], nn.Module], train_loader, test_loader, recipe: TrainConfig,
                 device: torch.device, seeds: Iterable[int], **options) -> list[dict]:
     """``train_variant`` once per seed (initial weights, data order and augmentation all follow the seed), with one
     line per run instead of one per epoch (and no progress bars unless ``progress=True``)."""
     runs, options = [], {"progress": False} | options
     for seed in seeds:
-        run = train_variant(name, build, train_loader, test_loader, epochs, lr, device, seed, log=False, **options)
+        run = train_variant(name, build, train_loader, test_loader, replace(recipe, seed=seed), device, log=False,
+                            **options)
         print(f"{name:<18} seed {seed}: {run['test_acc']:.2%} test accuracy, {run['seconds']:.0f} s")
         runs.append(run)
     return runs
+
+
+def expected_seconds(build: Callable[[], nn.Module], train_loader, test_loader, recipe: TrainConfig,
+                     device: torch.device, precision: str = "fp32", steps: int = 3) -> float:
+    """Seconds one ``train_variant`` run of ``build`` under ``recipe`` is expected to take on this machine:
+    ``steps`` training steps timed at each of the recipe's resolutions (``timing.time_steps``: one warm-up step
+    first, weights put back after), times the steps of the epochs at that resolution, with the planner's margin for
+    a whole epoch (``budget.EPOCH_MARGIN``), plus the evaluations. A plan to print before a long cell, not a
+    budget: nothing stops at it."""
+    model = build_for(build, recipe, device)
+    optimizer, _, loss_fn = training_setup(model, recipe.lr, 1, len(train_loader), recipe.warmup_epochs,
+                                           recipe.weight_decay, recipe.label_smoothing)
+    low = low_res_epochs(recipe, recipe.epochs)
+    seconds = 0.0
+    for size, epochs in ((recipe.low_res_size, low), (None, recipe.epochs - low)):
+        if not epochs:
+            continue
+        if recipe.low_res_size:
+            train_loader.image_size = size  # DeviceLoader: the low-resolution phase's batches
+        train_step, eval_step = time_steps(model, train_loader, test_loader, optimizer, loss_fn, device, precision,
+                                           recipe.grad_clip, steps=steps, warmup=1,
+                                           eval_steps=steps if size is None else 0)
+        seconds += EPOCH_MARGIN * train_step * len(train_loader) * epochs
+    if recipe.low_res_size:
+        train_loader.image_size = None
+    evaluations = len(range(recipe.eval_every, recipe.epochs + 1, recipe.eval_every))
+    evaluations += recipe.epochs % recipe.eval_every != 0  # the last epoch is always evaluated
+    return seconds + evaluations * eval_step * len(test_loader)
+
+
+def describe_plan(expected: dict[str, float], seeds: Iterable[int], epochs: int) -> str:
+    """One line for the plan of a comparison: the runs, each variant's expected minutes a run (``expected``, from
+    ``expected_seconds``), and the total."""
+    seeds = list(seeds)
+    each = ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in expected.items())
+    total = len(seeds) * sum(expected.values())
+    return (f"{len(expected) * len(seeds)} runs ({len(expected)} variants x {len(seeds)} seeds) of {epochs} epochs; "
+            f"expected minutes a run: {each}; about {total / 60:.0f} minutes in all on this machine")
 
 
 def difference(runs_a: list[dict], runs_b: list[dict]) -> tuple[float, float]:

@@ -24,6 +24,7 @@ from .convert import load_torchvision_pretrained
 from .data import IMAGENET_MEAN, IMAGENET_STD, make_loader
 from .download import DownloadError
 from .model import ViT, count_parameters, create_vit
+from .recipe import TrainConfig
 
 METHODS = ("linear probe", "fine-tuning", "from scratch")
 
@@ -89,44 +90,67 @@ def fine_tuning_copy(model: ViT, num_classes: int) -> ViT:
     return tuned
 
 
+# Each method's recipe beside the project's defaults (recipe.TrainConfig): a learning rate of its own; the head alone
+# without weight decay; from scratch, the main job's CPU recipe: patch dropout, and the first 70 % of the epochs at
+# half the image size (LOW_RES_SHARE: 16x16 pixels for CIFAR-sized images).
+RECIPES: dict[str, dict] = {
+    "linear probe": dict(lr=1e-2, weight_decay=0.0),
+    "fine-tuning": dict(lr=5e-4),
+    "from scratch": dict(lr=2e-3, low_res_fraction=0.7, patch_dropout=0.25),
+}
+LOW_RES_SHARE: dict[str, float] = {"from scratch": 0.5}
+
+
+def transfer_recipe(method: str, steps: int, train_images: int, batch_size: int, seed: int = 0,
+                    image_size: int = 32, **changes) -> TrainConfig:
+    """The ``TrainConfig`` of ``method`` (``RECIPES``; a low-resolution phase at ``LOW_RES_SHARE`` of
+    ``image_size``; then ``changes``) for about ``steps`` steps of ``batch_size`` images over ``train_images``
+    images (fewer images than a batch: whole-set batches), a warm-up of a tenth of the epochs, evaluated at the end
+    (``eval_every`` in ``changes`` for a curve)."""
+    if method not in RECIPES:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(RECIPES)}")
+    batch = min(batch_size, train_images)
+    epochs = max(1, round(steps / (train_images // batch)))
+    settings = dict(loader="device", batch_size=batch, epochs=epochs, warmup_epochs=0.1 * epochs, eval_every=epochs,
+                    seed=seed, randaugment=False)
+    if method in LOW_RES_SHARE:
+        settings["low_res_size"] = round(LOW_RES_SHARE[method] * image_size)
+    return TrainConfig(**settings | RECIPES[method] | changes)
+
+
 def transfer_runs(
     backbone: ViT, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-    num_classes: int, mean: Sequence[float], std: Sequence[float], steps: int, batch_size: int,
-    device: torch.device, seed: int = 0, lrs: dict[str, float] | None = None, precision: str = "fp32",
-    methods: Sequence[str] = METHODS,
+    num_classes: int, mean: Sequence[float], std: Sequence[float], recipes: dict[str, TrainConfig],
+    device: torch.device, precision: str = "fp32",
 ) -> dict[str, dict]:
-    """Three classifiers for the uint8 images and labels of ``train``, each trained for about ``steps`` steps of
-    ``batch_size`` images (fewer images: whole-set batches) and evaluated on ``test``, with the ``compare``
-    results by method (``METHODS``):
+    """The classifiers of ``recipes`` (method -> ``TrainConfig``, e.g. by ``transfer_recipe``; methods of
+    ``METHODS``) for the uint8 images and labels of ``train``, each evaluated on ``test``, with the ``compare``
+    results by method:
 
     - linear probe: the frozen ``backbone``'s features y = LN(z_L^0) of every image computed once, a zero-initialised
       head trained on them;
     - fine-tuning: a copy of ``backbone`` with a new zero-initialised head, all of it trained (crops and flips);
     - from scratch: ``backbone``'s architecture, newly initialised, trained the same way.
 
-    Images are normalised with ``mean`` and ``std``, the pre-training statistics, for all three. ``methods`` picks
-    some of them."""
-    unknown = set(methods) - set(METHODS)
+    Images are normalised with ``mean`` and ``std``, the pre-training statistics, for all three."""
+    unknown = set(recipes) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    lrs = {"linear probe": 1e-2, "fine-tuning": 5e-4, "from scratch": 2e-3} | (lrs or {})
     (train_x, train_y), (test_x, test_y) = train, test
-    batch = min(batch_size, len(train_y))
-    epochs = max(1, round(steps / (len(train_y) // batch)))
-    common = dict(epochs=epochs, device=device, seed=seed, warmup_epochs=0.1 * epochs, eval_every=epochs,
-                  progress=False, log=False, precision=precision)
-    if "linear probe" in methods:
+    if "linear probe" in recipes:
         features = [extract_features(backbone, normalize(x, mean, std), device) for x in (train_x, test_x)]
-        probe_loaders = (make_loader(TensorDataset(features[0], train_y), batch, True, seed=seed),
-                         make_loader(TensorDataset(features[1], test_y), 512, False))
-    image_loaders = (DeviceLoader(train_x.to(device), train_y.to(device), batch, True, mean, std, seed=seed),
-                     DeviceLoader(test_x.to(device), test_y.to(device), 512, False, mean, std))
     builds = {"linear probe": lambda: zero_head(backbone.config.hidden_dim, num_classes),
               "fine-tuning": lambda: fine_tuning_copy(backbone, num_classes),
               "from scratch": lambda: ViT(replace(backbone.config, num_classes=num_classes))}
     results = {}
-    for method in methods:
-        loaders = probe_loaders if method == "linear probe" else image_loaders
-        results[method] = train_variant(method, builds[method], *loaders, lr=lrs[method],
-                                        weight_decay=0.0 if method == "linear probe" else 0.05, **common)
+    for method, recipe in recipes.items():
+        batch, seed = recipe.batch_size, recipe.seed
+        if method == "linear probe":
+            loaders = (make_loader(TensorDataset(features[0], train_y), batch, True, seed=seed),
+                       make_loader(TensorDataset(features[1], test_y), 512, False))
+        else:
+            loaders = (DeviceLoader(train_x.to(device), train_y.to(device), batch, True, mean, std, seed=seed),
+                       DeviceLoader(test_x.to(device), test_y.to(device), 512, False, mean, std))
+        results[method] = train_variant(method, builds[method], *loaders, recipe, device, precision=precision,
+                                        progress=False, log=False)
     return results

@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from .attention_maps import upsample_maps
+from .attention_maps import position_similarity, upsample_maps
 from .stats import mean_std
 
 
@@ -155,8 +155,7 @@ def plot_position_similarity(position_embedding: torch.Tensor) -> Figure:
     """Paper Fig. 7 (centre): cosine similarity of each patch's position embedding [N, D] with every other one,
     one small map per patch, laid out on the patch grid."""
     side = int(len(position_embedding) ** 0.5)
-    emb = torch.nn.functional.normalize(position_embedding.detach().float().cpu(), dim=-1)
-    similarity = (emb @ emb.T).reshape(side, side, side, side)
+    similarity = position_similarity(position_embedding).reshape(side, side, side, side)
     fig, axes = plt.subplots(side, side, figsize=(7.6, 7))
     for r in range(side):
         for c in range(side):
