@@ -58,14 +58,9 @@ def plan_epochs(model: nn.Module, train_loader, test_loader, optimizer, loss_fn,
     weights = {None: 1 - low_res_fraction, low_res_size: low_res_fraction} if low_res_size else {None: 1.0}
 
     def timed(size: int | None, steps: int, max_seconds: float | None, warmup: int) -> tuple[float, float]:
-        if low_res_size:
-            train_loader.image_size = size  # DeviceLoader: resize the training batches (None: the model's size)
-        seconds = time_steps(model, train_loader, test_loader, optimizer, loss_fn, device, precision,
-                             config.grad_clip, batch_transform, steps=steps, warmup=warmup, max_seconds=max_seconds,
-                             compiled=config.compile, eval_steps=steps if size is None else 0)
-        if low_res_size:
-            train_loader.image_size = None
-        return seconds
+        return time_at_size(model, train_loader, test_loader, optimizer, loss_fn, size, config=config, device=device,
+                            precision=precision, steps=steps, warmup=warmup, max_seconds=max_seconds,
+                            batch_transform=batch_transform, compiled=config.compile)
 
     def fit(times: dict, save: float) -> int:
         # the slowest process sets the pace, and every process plans the same number of epochs (or fails alike)
@@ -85,6 +80,25 @@ def plan_epochs(model: nn.Module, train_loader, test_loader, optimizer, loss_fn,
     save_checkpoint(scratch, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict())
     scratch.unlink()
     return fit(times, time.perf_counter() - tic)
+
+
+def time_at_size(model: nn.Module, train_loader, test_loader, optimizer, loss_fn, size: int | None, *,
+                 config: TrainConfig, device: torch.device, precision: str, steps: int, warmup: int,
+                 max_seconds: float | None = None, batch_transform=None, compiled: bool = False
+                 ) -> tuple[float, float]:
+    """``timing.time_steps`` with the training batches at ``size`` pixels (None: the model's size; resized by the
+    ``DeviceLoader`` when ``config`` has a low-resolution phase): seconds per training step, and per evaluation
+    batch at the model's size (0.0 at another size, where nothing is evaluated). The loader is left at the model's
+    size."""
+    if config.low_res_size:
+        train_loader.image_size = size
+    try:
+        return time_steps(model, train_loader, test_loader, optimizer, loss_fn, device, precision, config.grad_clip,
+                          batch_transform, steps=steps, warmup=warmup, max_seconds=max_seconds, compiled=compiled,
+                          eval_steps=steps if size is None else 0)
+    finally:
+        if config.low_res_size:
+            train_loader.image_size = None
 
 
 def epochs_that_fit(time_budget: float, train_batches: int, test_batches: int, train_step: float, eval_step: float,

@@ -5,6 +5,7 @@ Notebooks 07-10 use it to put a variant beside the plain ViT.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -14,14 +15,14 @@ import torch
 from torch import nn
 
 from .augment import DeviceLoader
-from .budget import EPOCH_MARGIN
+from .budget import EPOCH_MARGIN, time_at_size
 from .engine import fit, set_seed
 from .model import count_parameters
 from .optim import training_setup
 from .pipeline import run_data
 from .recipe import TrainConfig, epoch_schedule, low_res_epochs
 from .stats import mean_std, welch_t_test
-from .timing import seconds_per_step, time_steps
+from .timing import seconds_per_step
 
 
 def comparison_loaders(recipe: TrainConfig, device: torch.device, image_size: int = 32
@@ -114,10 +115,10 @@ def train_seeds(name: str, build: Callable[[], nn.Module], train_loader, test_lo
 def expected_seconds(build: Callable[[], nn.Module], train_loader, test_loader, recipe: TrainConfig,
                      device: torch.device, precision: str = "fp32", steps: int = 3) -> float:
     """Seconds one ``train_variant`` run of ``build`` under ``recipe`` is expected to take on this machine:
-    ``steps`` training steps timed at each of the recipe's resolutions (``timing.time_steps``: one warm-up step
-    first, weights put back after), times the steps of the epochs at that resolution, with the planner's margin for
-    a whole epoch (``budget.EPOCH_MARGIN``), plus the evaluations. A plan to print before a long cell, not a
-    budget: nothing stops at it."""
+    ``steps`` training steps timed at each of the recipe's resolutions (``budget.time_at_size``, as the planner
+    times them: one warm-up step first, weights put back after), times the steps of the epochs at that resolution,
+    with the planner's margin for a whole epoch (``budget.EPOCH_MARGIN``), plus the evaluations. A plan to print
+    before a long cell, not a budget: nothing stops at it."""
     model = build_for(build, recipe, device)
     optimizer, _, loss_fn = training_setup(model, recipe.lr, 1, len(train_loader), recipe.warmup_epochs,
                                            recipe.weight_decay, recipe.label_smoothing)
@@ -126,16 +127,10 @@ def expected_seconds(build: Callable[[], nn.Module], train_loader, test_loader, 
     for size, epochs in ((recipe.low_res_size, low), (None, recipe.epochs - low)):
         if not epochs:
             continue
-        if recipe.low_res_size:
-            train_loader.image_size = size  # DeviceLoader: the low-resolution phase's batches
-        train_step, eval_step = time_steps(model, train_loader, test_loader, optimizer, loss_fn, device, precision,
-                                           recipe.grad_clip, steps=steps, warmup=1,
-                                           eval_steps=steps if size is None else 0)
+        train_step, eval_step = time_at_size(model, train_loader, test_loader, optimizer, loss_fn, size,
+                                             config=recipe, device=device, precision=precision, steps=steps, warmup=1)
         seconds += EPOCH_MARGIN * train_step * len(train_loader) * epochs
-    if recipe.low_res_size:
-        train_loader.image_size = None
-    evaluations = len(range(recipe.eval_every, recipe.epochs + 1, recipe.eval_every))
-    evaluations += recipe.epochs % recipe.eval_every != 0  # the last epoch is always evaluated
+    evaluations = math.ceil(recipe.epochs / recipe.eval_every)  # every eval_every-th epoch and always the last
     return seconds + evaluations * eval_step * len(test_loader)
 
 
