@@ -117,8 +117,7 @@ def test_speaks_about_the_project_only(path):
 # here with its source. Integers ("25 % of the tokens") are settings, not results, and are not checked.
 RESULT_FIGURE = re.compile(r"(?<![\w.])(\d+\.\d+)\s?(%|x\b|×)")
 QUOTED: dict[str, set[str]] = {}  # notebook name -> figures quoted from papers or other runs, each with its source
-# re-executed for the evidence issue (20): its prose still quotes the former model's figures
-PROSE_PENDING = {"10_transfer_learning.ipynb"}
+PROSE_PENDING: set[str] = set()  # notebooks whose prose waits for their re-execution (a strict expected failure)
 
 
 def result_figures(text: str) -> set[str]:
