@@ -87,3 +87,19 @@ def test_profiler_groups_operators_and_its_shares_add_up(tmp_path):
     assert result["step_tflops"] == training_flops(profile_step.CONFIGS["vit_cifar_tiny"], 8, 16) / \
         result["seconds_per_step"] / 1e12
     assert json.loads((tmp_path / "p.json").read_text())["model"] == "vit_cifar_tiny"
+
+
+scratch_spec = importlib.util.spec_from_file_location(
+    "scratch_curve", Path(__file__).parents[1] / "benchmarks" / "scratch_curve.py")
+scratch_curve = importlib.util.module_from_spec(scratch_spec)
+scratch_spec.loader.exec_module(scratch_curve)
+
+
+def test_scratch_curve_stores_one_curve_per_seed_of_the_shipped_architecture(tmp_path):
+    result = scratch_curve.main(["--steps", "2", "--seeds", "0", "1", "--batch-size", "16", "--train-size", "16",
+                                 "--test-size", "10", "--out", str(tmp_path / "c.json")])
+    assert result["steps"] == [1, 2] and len(result["test_acc"]) == 2 and len(result["seconds"]) == 2
+    assert result["model"]["hidden_dim"] == json.loads(
+        (Path(__file__).parents[1] / "assets" / "cifar10_vit" / "metrics.json").read_text())["config"]["hidden_dim"]
+    assert result["recipe"]["low_res_size"] == 16 and result["recipe"]["patch_dropout"] == 0.25  # main job's
+    assert json.loads((tmp_path / "c.json").read_text()) == result

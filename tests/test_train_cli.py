@@ -136,6 +136,8 @@ def test_load_trained_without_a_run_uses_the_shipped_model(dataloader_run, tmp_p
     capsys.readouterr()
     model, checkpoint = load_trained(tmp_path / "missing", shipped=tmp_path / "assets")
     assert f"No run of your own in {tmp_path / 'missing'}: using the model shipped in" in capsys.readouterr().out
+    load_trained(None, shipped=tmp_path / "assets")  # no run asked for: only the model it uses is named
+    assert capsys.readouterr().out.startswith(f"Using the model shipped in {tmp_path / 'assets'}.")
     full = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, full[key].half().float(), rtol=0, atol=0)

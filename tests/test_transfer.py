@@ -113,5 +113,28 @@ def test_transfer_recipe_counts_epochs_from_steps_and_keeps_each_method_s_settin
     assert (scratch.epochs, scratch.eval_every, scratch.low_res_size, scratch.patch_dropout) == (50, 5, 16, 0.25)
     assert transfer.transfer_recipe("from scratch", 10, 100, 10, image_size=224).low_res_size == 112
     assert transfer.transfer_recipe("from scratch", 10, 100, 10, low_res_size=None).low_res_size is None
+    kernels = {m: transfer.transfer_recipe(m, 10, 100, 10, attention="explicit").attention for m in transfer.METHODS}
+    assert kernels == {"linear probe": "auto", "fine-tuning": "explicit", "from scratch": "explicit"}
     with pytest.raises(ValueError, match="unknown method 'probe'"):
         transfer.transfer_recipe("probe", 10, 100, 10)
+
+
+def test_scratch_curves_evaluate_every_epoch_once_per_seed_and_ignore_the_backbone_weights(tiny_config):
+    from vit_replication.synthetic import SyntheticShapes
+
+    data = SyntheticShapes(32, 16, 4)
+    pair = (data.images, torch.tensor(data.targets))
+    lines = []
+
+    def curves_of(backbone, seeds):
+        return transfer.scratch_curves(backbone, pair, pair, 4, (0.5,) * 3, (0.25,) * 3, steps=6, batch_size=16,
+                                       seeds=seeds, device=torch.device("cpu"), log=lines.append)
+
+    curves = curves_of(ViT(tiny_config), (0, 1))
+    assert curves["steps"] == [2, 4, 6]  # 3 epochs of 2 steps, evaluated after each
+    assert len(curves["test_acc"]) == 2 and all(len(accs) == 3 for accs in curves["test_acc"])
+    assert all(0.0 <= a <= 1.0 for accs in curves["test_acc"] for a in accs) and len(curves["seconds"]) == 2
+    assert [line.split(":")[0] for line in lines] == ["seed 0", "seed 1"]
+    other = ViT(tiny_config)
+    torch.nn.init.normal_(other.head.weight)  # another backbone of the same architecture: the same curve
+    assert curves_of(other, (1,))["test_acc"] == curves["test_acc"][1:]

@@ -62,12 +62,26 @@ def test_seed_error_bars_are_standard_errors():
 
 
 def test_only_a_series_of_one_design_is_joined_by_a_line():
-    towers = [{"name": f"D={d}", "parameters": d * 1000, "test_acc": 0.6 + d / 1000} for d in (64, 128, 192)]
-    varying = [{"name": "64-128-192", "parameters": 120_000, "test_acc": 0.7},
-               {"name": "96-192", "parameters": 90_000, "test_acc": 0.68}]
+    def seeds(name, parameters, accs):
+        return [{"name": name, "parameters": parameters, "test_acc": a} for a in accs]
+
+    towers = {f"D={d}": seeds(f"D={d}", d * 1000, (0.6 + d / 1000,) * 3) for d in (64, 128, 192)}
+    varying = {"64-128-192": seeds("64-128-192", 120_000, (0.7, 0.7, 0.7)),
+               "96-192": seeds("96-192", 90_000, (0.68, 0.68, 0.68))}
     fig = visualize.plot_accuracy_vs_parameters({"tower": towers, "width-varying": varying}, connected=["tower"])
-    styles = {line.get_label(): line.get_linestyle() for line in fig.axes[0].get_lines()}
+    styles = {bar.get_label(): bar.lines[0].get_linestyle() for bar in fig.axes[0].containers}
     assert styles == {"tower": "-", "width-varying": "None"}
+    plt.close(fig)
+
+
+def test_accuracy_vs_parameters_bars_are_standard_errors_of_each_variant():
+    runs = [{"name": "D=64", "parameters": 64_000, "test_acc": a} for a in (0.60, 0.62, 0.64)]
+    fig = visualize.plot_accuracy_vs_parameters({"tower": {"D=64": runs}})
+    bars = [c for c in fig.axes[0].collections if isinstance(c, matplotlib.collections.LineCollection)]
+    lengths = [float(seg[1][1] - seg[0][1]) for bar in bars for seg in bar.get_segments()]
+    assert lengths == pytest.approx([2 * 2 / 3 ** 0.5])  # std 2 points over 3 seeds: +-1.155 points
+    dots = [c for c in fig.axes[0].collections if isinstance(c, matplotlib.collections.PathCollection)]
+    assert sorted(float(y) for c in dots for _, y in c.get_offsets()) == pytest.approx([60.0, 62.0, 64.0])
     plt.close(fig)
 
 
@@ -87,4 +101,23 @@ def test_group_boundaries_are_drawn_between_different_groups_only():
     visualize.draw_group_boundaries(ax, groups, patch_size=4)
     # vertical edges between columns 1|2 in rows 0-1 (2), horizontal edges between rows 1|2 in all 4 columns (4)
     assert len(ax.get_lines()) == 6
+    plt.close(fig)
+
+
+def test_transfer_figure_shows_standard_errors_and_keeps_its_legends_off_the_data():
+    results = {50: {"linear probe": [0.3, 0.3, 0.3], "fine-tuning": [0.5, 0.6, 0.7], "from scratch": [0.1] * 3},
+               500: {"linear probe": [0.4] * 3, "fine-tuning": [0.8, 0.8, 0.8], "from scratch": [0.1] * 3}}
+    curve = {"steps": [10, 20], "test_acc": [[0.2, 0.6], [0.2, 0.8]], "train_images": 500, "batch_size": 100}
+    fig = visualize.plot_transfer(results, 10, 200, 64, curve)
+    left, right = fig.axes
+    bars = {bar.get_label(): [float(seg[1][1] - seg[0][1]) for seg in bar.lines[2][0].get_segments()]
+            for bar in left.containers}
+    assert bars["fine-tuning, 200 steps"][0] == pytest.approx(2 * 10 / 3 ** 0.5)  # std 10 points, 3 seeds
+    assert bars["from scratch, 20 steps of 100"] == pytest.approx([20.0])  # std 14.1 points over 2 seeds: +-10
+    curve_line = right.get_lines()[0]
+    assert list(curve_line.get_xdata()) == [1.0, 2.0] and list(curve_line.get_ydata()) == pytest.approx([20.0, 70.0])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
     plt.close(fig)

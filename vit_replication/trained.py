@@ -64,7 +64,8 @@ def load_trained(run_dir: str | Path | None = None, shipped: str | Path = SHIPPE
         if not path.is_file():
             raise UserError(f"no trained model: neither {Path(run_dir or '.') / 'checkpoint.pt'} nor {path} exists; "
                             "run notebook 05 (or the README's command line) first")
-        print(f"No run of your own in {run_dir}: using the model shipped in {_shown(path.parent)}.")
+        mine = f"No run of your own in {run_dir}: u" if run_dir is not None else "U"
+        print(f"{mine}sing the model shipped in {_shown(path.parent)}.")
     checkpoint = load_checkpoint(path)
     if "mean" not in checkpoint:  # written before checkpoints stored their normalisation: CIFAR-10's, always
         checkpoint.update(mean=CIFAR10_MEAN, std=CIFAR10_STD)

@@ -19,12 +19,12 @@ from torch.utils.data import TensorDataset
 from torchvision.transforms import v2
 
 from .augment import DeviceLoader, normalize
-from .compare import train_variant
 from .convert import load_torchvision_pretrained
 from .data import IMAGENET_MEAN, IMAGENET_STD, make_loader
 from .download import DownloadError
 from .model import ViT, count_parameters, create_vit
 from .recipe import TrainConfig
+from .variant import train_variant
 
 METHODS = ("linear probe", "fine-tuning", "from scratch")
 
@@ -90,10 +90,12 @@ def fine_tuning_copy(model: ViT, num_classes: int) -> ViT:
     return tuned
 
 
-# Each method's recipe beside the project's defaults (recipe.TrainConfig): a learning rate of its own; the head alone
-# without weight decay; from scratch, the main job's CPU recipe: patch dropout, and the first 70 % of the epochs at
-# half the image size (LOW_RES_SHARE: 16x16 pixels for CIFAR-sized images). Not yet tuned for notebook 10's task:
-# one run of vit_cifar_cpu on 5,000 shapes learned faster at 32x32 without patch dropout, lr 1e-3, batch 64.
+# Each method's recipe beside the project's defaults (recipe.TrainConfig): a learning rate of its own, and the head
+# alone without weight decay. From scratch, the main job's CPU recipe (--preset cifar10-cpu, made for this
+# architecture): patch dropout 0.25 and the first 70 % of the epochs at half the image size (LOW_RES_SHARE: 16x16
+# pixels for CIFAR-sized images). It needs many steps: 97 % on notebook 10's 10,000 shapes after 2,340 steps of
+# 256 (benchmarks/scratch_curve.py), chance after 200 steps of 50. Batches of 64 at lr 1e-3, 32x32, no patch
+# dropout, plateaued at 71 % after 3,120 steps on 5,000 shapes (README).
 RECIPES: dict[str, dict] = {
     "linear probe": dict(lr=1e-2, weight_decay=0.0),
     "fine-tuning": dict(lr=5e-4),
@@ -103,11 +105,12 @@ LOW_RES_SHARE: dict[str, float] = {"from scratch": 0.5}
 
 
 def transfer_recipe(method: str, steps: int, train_images: int, batch_size: int, seed: int = 0,
-                    image_size: int = 32, **changes) -> TrainConfig:
+                    image_size: int = 32, attention: str = "auto", **changes) -> TrainConfig:
     """The ``TrainConfig`` of ``method`` (``RECIPES``; a low-resolution phase at ``LOW_RES_SHARE`` of
     ``image_size``; then ``changes``) for about ``steps`` steps of ``batch_size`` images over ``train_images``
     images (fewer images than a batch: whole-set batches), a warm-up of a tenth of the epochs, evaluated at the end
-    (``eval_every`` in ``changes`` for a curve)."""
+    (``eval_every`` in ``changes`` for a curve). ``attention``: the kernel of the methods that train a ViT (the one
+    ``choose_precision`` timed fastest; "auto": the model's own); the linear probe trains a head only."""
     if method not in RECIPES:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(RECIPES)}")
     batch = min(batch_size, train_images)
@@ -116,6 +119,8 @@ def transfer_recipe(method: str, steps: int, train_images: int, batch_size: int,
                     seed=seed, randaugment=False)
     if method in LOW_RES_SHARE:
         settings["low_res_size"] = round(LOW_RES_SHARE[method] * image_size)
+    if method != "linear probe":
+        settings["attention"] = attention
     return TrainConfig(**settings | RECIPES[method] | changes)
 
 
@@ -155,3 +160,26 @@ def transfer_runs(
         results[method] = train_variant(method, builds[method], *loaders, recipe, device, precision=precision,
                                         progress=False, log=False)
     return results
+
+
+def scratch_curves(backbone: ViT, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                   num_classes: int, mean: Sequence[float], std: Sequence[float], steps: int, batch_size: int,
+                   seeds: Sequence[int], device: torch.device, precision: str = "fp32", attention: str = "auto",
+                   log=print) -> dict:
+    """The learning curve of the from-scratch classifier (``backbone``'s architecture, newly initialised, trained by
+    ``transfer_recipe("from scratch", steps, ..., attention)``), evaluated on ``test`` after every epoch, once per seed:
+    {"steps": steps done at each evaluation, "test_acc": one list per seed, "seconds": one per seed}. ``log``
+    (None: silent) gets one line per seed."""
+    curves: dict = {"steps": [], "test_acc": [], "seconds": []}
+    for seed in seeds:
+        recipe = transfer_recipe("from scratch", steps, len(train[0]), batch_size, seed, attention=attention,
+                                 eval_every=1)
+        run = transfer_runs(backbone, train, test, num_classes, mean, std, {"from scratch": recipe}, device,
+                            precision)["from scratch"]
+        per_epoch = len(train[0]) // recipe.batch_size
+        curves["steps"] = [epoch * per_epoch for epoch in run["history"]["epoch"]]
+        curves["test_acc"].append(run["history"]["test_acc"])
+        curves["seconds"].append(run["seconds"])
+        if log:
+            log(f"seed {seed}: {run['test_acc']:.2%} after {curves['steps'][-1]:,} steps, {run['seconds']:.0f} s")
+    return curves

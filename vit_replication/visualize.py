@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from .attention_maps import position_similarity, upsample_maps
@@ -221,20 +222,71 @@ def plot_seeds(groups: dict[str, Sequence[dict]]) -> Figure:
     return fig
 
 
-def plot_accuracy_vs_parameters(groups: dict[str, Sequence[dict]], connected: Sequence[str] = ()) -> Figure:
-    """Final test accuracy against parameter count per family of variants (e.g. tower vs width-varying); only the
-    families named in ``connected`` (a series of one design at growing size) are joined by a line."""
+def plot_accuracy_vs_parameters(groups: dict[str, dict[str, Sequence[dict]]], connected: Sequence[str] = ()) -> Figure:
+    """Final test accuracy against parameter count, one family of variants per colour (e.g. tower vs width-varying):
+    ``groups`` maps a family to its variants, each a list of seed runs (``compare.train_seeds`` results, with
+    "parameters" and "test_acc"). Each variant is drawn as its seeds (dots) and their mean ± standard error (bar;
+    the quantity Welch's t-test compares); only the families named in ``connected`` (a series of one design at
+    growing size) are joined by a line through the means."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, results in groups.items():
-        results = sorted(results, key=lambda r: r["parameters"])
-        params = [r["parameters"] / 1e6 for r in results]
-        accs = [100 * r["test_acc"] for r in results]
-        ax.plot(params, accs, marker="o", label=label, linestyle="-" if label in connected else "none")
-        for r, x, y in zip(results, params, accs):
-            ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set(xlabel="parameters (millions)", ylabel="test accuracy (%)", title="accuracy vs parameters")
+    for i, (label, variants) in enumerate(groups.items()):
+        points = sorted((runs[0]["parameters"] / 1e6, name, [100 * r["test_acc"] for r in runs])
+                        for name, runs in variants.items())
+        means = [mean_std(accs)[0] for _, _, accs in points]
+        errors = [mean_std(accs)[1] / len(accs) ** 0.5 for _, _, accs in points]
+        params = [p for p, _, _ in points]
+        ax.errorbar(params, means, yerr=errors, marker="s", capsize=6, color=f"C{i}", label=label,
+                    linestyle="-" if label in connected else "none")
+        for p, name, accs in points:
+            ax.scatter([p] * len(accs), accs, color=f"C{i}", alpha=0.5, s=14)
+            ax.annotate(name, (p, max(accs)), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel="parameters (millions)", ylabel="test accuracy (%)",
+           title="accuracy vs parameters: seeds (dots), mean ± standard error")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_transfer(results: dict[int, dict[str, Sequence[float]]], num_classes: int, steps: int, batch_size: int,
+                  curve: dict) -> Figure:
+    """Notebook 10's two panels. Left: test accuracy against labelled images per class of each method after
+    ``steps`` steps of ``batch_size`` images (``results``: labels -> method -> one accuracy per seed; mean ± standard
+    error), with the from-scratch model trained until it plateaus (``curve``, stored by
+    ``benchmarks/scratch_curve.py``) at its label budget. Right: that curve (mean over its seeds, band: ± standard
+    error) against the training images seen, beside fine-tuning's accuracy at the two largest budgets. Legends sit
+    below the plots, off the data."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    budgets = sorted(results)
+    per_class = [n // num_classes for n in budgets]
+    for i, method in enumerate(results[budgets[0]]):
+        stats = [mean_std(results[n][method]) for n in budgets]
+        errors = [100 * std / len(results[n][method]) ** 0.5 for n, (_, std) in zip(budgets, stats)]
+        left.errorbar(per_class, [100 * mean for mean, _ in stats], yerr=errors, marker="o", capsize=3,
+                      color=f"C{i}", label=f"{method}, {steps} steps")
+    accs = 100 * torch.tensor(curve["test_acc"], dtype=torch.float64)  # [seeds, evaluations]
+    mean = accs.mean(0)
+    error = accs.std(0) / len(accs) ** 0.5 if len(accs) > 1 else torch.zeros_like(mean)
+    left.errorbar([curve["train_images"] // num_classes], [mean[-1].item()], yerr=[error[-1].item()], marker="*",
+                  markersize=12, capsize=3, color="C2", linestyle="none",
+                  label=f"from scratch, {curve['steps'][-1]:,} steps of {curve['batch_size']}")
+    left.axhline(100 / num_classes, color="grey", ls=":", label="chance")
+    left.set(xscale="log", xlabel="labelled training images per class", ylabel="test accuracy (%)", ylim=(0, 100),
+             title=f"batches of {batch_size} unless said; mean ± standard error over seeds")
+    left.set_xticks(sorted({*per_class, curve["train_images"] // num_classes}))
+    left.xaxis.set_major_formatter(ScalarFormatter())
+    seen = [step * curve["batch_size"] / 1000 for step in curve["steps"]]
+    right.plot(seen, mean, color="C2", label=f"from scratch, mean of {len(accs)} seeds")
+    right.fill_between(seen, mean - error, mean + error, color="C2", alpha=0.25, label="± standard error")
+    for n, style in zip(budgets[-2:], ("-.", "--")):
+        level = 100 * mean_std(results[n]["fine-tuning"])[0]
+        right.axhline(level, color="C1", ls=style, label=f"fine-tuned, {n // num_classes} per class, {steps} steps")
+    right.axvline(steps * batch_size / 1000, color="grey", ls=":", label=f"fine-tuning's {steps} steps of {batch_size}")
+    right.set(xlabel="training images seen (thousands)", ylabel="test accuracy (%)", ylim=(0, 100),
+              title=f"from scratch, {curve['train_images'] // num_classes} labels per class")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=2, fontsize=8)
     fig.tight_layout()
     return fig
 
