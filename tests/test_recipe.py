@@ -111,3 +111,10 @@ def test_welch_t_test_against_closed_forms():
     assert mean_std([0.5]) == (0.5, 0.0)
     with pytest.raises(ValueError, match="at least 2 values per group"):
         welch_t_test([0.5], [0.4, 0.6])
+
+
+def test_mean_se_is_the_standard_deviation_over_the_root_of_the_count():
+    from vit_replication.stats import mean_se
+
+    assert mean_se([0.60, 0.62, 0.64]) == pytest.approx((0.62, 0.02 / 3 ** 0.5))
+    assert mean_se([0.5]) == (0.5, 0.0)

@@ -14,8 +14,14 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     values = list(values)
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-    values = [float(v) for v in values]
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def mean_se(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and its standard error, std / sqrt(n): the spread of a mean over seeds, the quantity Welch's t-test
+    compares (0 for a single value)."""
+    values = list(values)
+    mean, std = mean_std(values)
+    return mean, std / math.sqrt(len(values))
 
 
 def welch_t_test(a: Iterable[float], b: Iterable[float]) -> tuple[float, float, float]:

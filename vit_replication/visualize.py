@@ -11,7 +11,7 @@ from matplotlib.ticker import ScalarFormatter
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from .attention_maps import position_similarity, upsample_maps
-from .stats import mean_std
+from .stats import mean_se, mean_std
 
 
 def to_display(image, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
@@ -212,8 +212,8 @@ def plot_seeds(groups: dict[str, Sequence[dict]]) -> Figure:
     fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 4))
     for i, runs in enumerate(groups.values()):
         accs = [100 * r["test_acc"] for r in runs]
-        mean, std = mean_std(accs)
-        ax.errorbar(i, mean, yerr=std / len(accs) ** 0.5, fmt="s", color=f"C{i}", capsize=8, markersize=8)
+        mean, error = mean_se(accs)
+        ax.errorbar(i, mean, yerr=error, fmt="s", color=f"C{i}", capsize=8, markersize=8)
         ax.scatter([i + 0.12] * len(accs), accs, color=f"C{i}", alpha=0.6, s=18)
     ax.set_xticks(range(len(groups)), list(groups), rotation=15)
     ax.set(ylabel="test accuracy (%)", title="final test accuracy: seeds (dots), mean ± standard error")
@@ -232,8 +232,7 @@ def plot_accuracy_vs_parameters(groups: dict[str, dict[str, Sequence[dict]]], co
     for i, (label, variants) in enumerate(groups.items()):
         points = sorted((runs[0]["parameters"] / 1e6, name, [100 * r["test_acc"] for r in runs])
                         for name, runs in variants.items())
-        means = [mean_std(accs)[0] for _, _, accs in points]
-        errors = [mean_std(accs)[1] / len(accs) ** 0.5 for _, _, accs in points]
+        means, errors = zip(*(mean_se(accs) for _, _, accs in points))
         params = [p for p, _, _ in points]
         ax.errorbar(params, means, yerr=errors, marker="s", capsize=6, color=f"C{i}", label=label,
                     linestyle="-" if label in connected else "none")
@@ -260,13 +259,12 @@ def plot_transfer(results: dict[int, dict[str, Sequence[float]]], num_classes: i
     budgets = sorted(results)
     per_class = [n // num_classes for n in budgets]
     for i, method in enumerate(results[budgets[0]]):
-        stats = [mean_std(results[n][method]) for n in budgets]
-        errors = [100 * std / len(results[n][method]) ** 0.5 for n, (_, std) in zip(budgets, stats)]
-        left.errorbar(per_class, [100 * mean for mean, _ in stats], yerr=errors, marker="o", capsize=3,
+        means, errors = zip(*(mean_se(100 * acc for acc in results[n][method]) for n in budgets))
+        left.errorbar(per_class, means, yerr=errors, marker="o", capsize=3,
                       color=f"C{i}", label=f"{method}, {steps} steps")
-    accs = 100 * torch.tensor(curve["test_acc"], dtype=torch.float64)  # [seeds, evaluations]
-    mean = accs.mean(0)
-    error = accs.std(0) / len(accs) ** 0.5 if len(accs) > 1 else torch.zeros_like(mean)
+    seeds = len(curve["test_acc"])
+    over_seeds = [mean_se(100 * acc for acc in evaluation) for evaluation in zip(*curve["test_acc"])]
+    mean, error = (torch.tensor(column, dtype=torch.float64) for column in zip(*over_seeds))
     left.errorbar([curve["train_images"] // num_classes], [mean[-1].item()], yerr=[error[-1].item()], marker="*",
                   markersize=12, capsize=3, color="C2", linestyle="none",
                   label=f"from scratch, {curve['steps'][-1]:,} steps of {curve['batch_size']}")
@@ -276,7 +274,7 @@ def plot_transfer(results: dict[int, dict[str, Sequence[float]]], num_classes: i
     left.set_xticks(sorted({*per_class, curve["train_images"] // num_classes}))
     left.xaxis.set_major_formatter(ScalarFormatter())
     seen = [step * curve["batch_size"] / 1000 for step in curve["steps"]]
-    right.plot(seen, mean, color="C2", label=f"from scratch, mean of {len(accs)} seeds")
+    right.plot(seen, mean, color="C2", label=f"from scratch, mean of {seeds} seeds")
     right.fill_between(seen, mean - error, mean + error, color="C2", alpha=0.25, label="± standard error")
     for n, style in zip(budgets[-2:], ("-.", "--")):
         level = 100 * mean_std(results[n]["fine-tuning"])[0]
