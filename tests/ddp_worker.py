@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py under torchrun: train, then save this process's weights as OUT/rank<r>.pt."""
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,5 +18,14 @@ if __name__ == "__main__":
         budget.time_steps = lambda *args, **kwargs: (slower * train_step, slower * eval_step)
         budget.FIGURES_SECONDS = 0.0
     args = train.parse_args(sys.argv[1:])
+    replan = budget.replanned_epochs
+
+    def recorded(plan, config, first_seconds, spent, *args):  # what the re-plan was given, for the test to compare
+        epochs = replan(plan, config, first_seconds, spent, *args)
+        record = {"first_seconds": first_seconds, "spent": spent, "epochs": epochs}
+        (Path(config.out) / f"replan{os.environ.get('RANK', 0)}.json").write_text(json.dumps(record))
+        return epochs
+
+    budget.replanned_epochs = recorded
     model, _ = train.run(args)
     torch.save(model.state_dict(), Path(args.out) / f"rank{os.environ.get('RANK', 0)}.pt")

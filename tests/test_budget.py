@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from vit_replication import budget
-from vit_replication.budget import EPOCH_MARGIN, PLANNING_SHARE, epochs_that_fit, plan_epochs
+from vit_replication.budget import (
+    EPOCH_MARGIN, PLANNING_SHARE, Plan, epochs_that_fit, plan_epochs, replannable, replanned_epochs,
+)
 from vit_replication.errors import UserError
 from vit_replication.model import ViT
 from vit_replication.recipe import ConfigError, TrainConfig
@@ -90,11 +92,49 @@ def test_an_impossible_budget_fails_after_one_timed_step(tmp_path):
 def test_planning_times_at_most_its_share_of_the_budget_at_each_resolution(tmp_path, monkeypatch):
     monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
     calls = []
-    epochs = planner(tmp_path, {None: (1.0, 0.5), 8: (0.25, 0.0)}, calls, time_budget=1000, low_res_size=8,
-                     low_res_fraction=0.5)
+    plan = planner(tmp_path, {None: (1.0, 0.5), 8: (0.25, 0.0)}, calls, time_budget=1000, low_res_size=8,
+                   low_res_fraction=0.5)
     share = PLANNING_SHARE * 1000 / 2
     assert [(c["image_size"], c["steps"], c["warmup"], c["max_seconds"], c["eval_steps"]) for c in calls] == [
         (None, 1, 1, None, 1), (8, 1, 1, None, 0), (None, 30, 1, share, 30), (8, 30, 1, share, 0)]
     # an epoch: 40 steps of 0.5 x 1.0 + 0.5 x 0.25 s (x EPOCH_MARGIN) and 4 evaluation batches of 0.5 s; the final
     # evaluation takes 2 s and the start-up and checkpoint timing about 0 s
-    assert EPOCH_MARGIN == 1.2 and epochs == (1000 - 2) // (40 * 0.625 * 1.2 + 2) == 31
+    assert EPOCH_MARGIN == 1.2 and plan.epochs == (1000 - 2) // (40 * 0.625 * 1.2 + 2) == 31
+    assert plan.train_steps == {None: 1.0, 8: 0.25} and plan.eval_step == 0.5  # what the re-plan scales
+
+
+def test_the_replan_scales_the_timed_steps_by_the_measured_first_epoch(monkeypatch):
+    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
+    # one size: the first epoch's 40 steps took 60 s against 40 x 1.0 s timed, so every epoch takes 60 s; with 100 s
+    # spent, the 900 s left hold epochs 2..16 (the evaluation, 4 batches of 0 s, and the checkpoint cost nothing)
+    plan = Plan(10, {None: 1.0}, eval_step=0.0, save=0.0)
+    config = TrainConfig(time_budget=1000, eval_every=1)
+    assert replanned_epochs(plan, config, 60.0, 100.0, 40, 4) == 16
+    # the first epoch's evaluation (4 batches of 2.5 s, eval_every 1) is not training: the same 60 s of training
+    evaluated = Plan(10, {None: 1.0}, eval_step=2.5, save=0.0)
+    assert replanned_epochs(evaluated, config, 70.0, 100.0, 40, 4) == 1 + 900 // 70
+    # two sizes: the first (low-resolution) epoch took 20 s against 40 x 0.25 s, twice the timed steps, so a 16x16
+    # epoch takes 20 s and a 32x32 one 80 s; N epochs hold round(N / 2) at 16x16: 20 fit in the 980 s left
+    # (9 x 20 + 10 x 80 = 980), 21 do not (9 x 20 + 11 x 80)
+    two = Plan(10, {None: 1.0, 16: 0.25})
+    config = TrainConfig(time_budget=1000, loader="device", low_res_size=16, low_res_fraction=0.5, eval_every=100)
+    assert replanned_epochs(two, config, 20.0, 20.0, 40, 4) == 20
+
+
+def test_the_replan_keeps_at_least_two_epochs_and_grows_at_most_tenfold(monkeypatch):
+    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
+    plan, config = Plan(5, {None: 1.0}), TrainConfig(time_budget=1000)
+    assert replanned_epochs(plan, config, 900.0, 990.0, 40, 4) == 2  # nothing left: the epoch under way ends
+    assert replanned_epochs(plan, config, 0.0, 1.0, 40, 4) == 50  # a measured 0 s (a fake clock): the cap
+
+
+def test_only_a_timed_plan_of_enough_epochs_whose_first_epoch_is_warm_up_is_corrected():
+    timed = Plan(10, {None: 1.0})
+    assert replannable(timed, TrainConfig(time_budget=100), 40)
+    assert not replannable(Plan(10), TrainConfig(epochs=10), 40)  # fixed epochs, or a resumed plan: not timed
+    assert not replannable(Plan(3, {None: 1.0}), TrainConfig(time_budget=100), 40)  # too few to correct
+    assert not replannable(timed, TrainConfig(time_budget=100, warmup_epochs=0.5), 40)  # the decay starts in epoch 1
+    # 20 % at low resolution: 2 of a plan of 10 epochs, none of a plan of 2, so the first epoch could differ
+    assert not replannable(timed, TrainConfig(time_budget=100, loader="device", low_res_size=8,
+                                              low_res_fraction=0.2), 40)
+    assert replannable(timed, TrainConfig(time_budget=100, loader="device", low_res_size=8, low_res_fraction=0.3), 40)

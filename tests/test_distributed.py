@@ -100,3 +100,25 @@ def test_torchrun_time_budget_plans_the_same_epochs_in_every_process(tmp_path):
     assert all(torch.equal(value, rank1[key]) for key, value in rank0.items())
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and "3 epochs planned" in result.stdout
+
+
+def test_torchrun_plans_again_after_the_first_epoch_from_the_slowest_process(tmp_path):
+    """A budget of 5 epochs (injected step times, as above) is planned again after the first epoch, from the first
+    epoch's time and the time spent: each process measures its own, and both must plan from the same (the
+    slowest's, all-reduced), or their schedules would differ. The epochs really take milliseconds, so the second plan
+    reaches its cap, 10 times the first."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
+        "--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
+        "--time-budget", str(5 * (400 * EPOCH_MARGIN + 1) + 1 + 200), "--device", "cpu", "--no-progress",
+        "--out", str(tmp_path), "--precision", "fp32", "--eval-every", "10", "--save-every", "10", *TINY,
+    ]
+    env = {**os.environ, "TEST_STEP_SECONDS": "100,0.5"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "5 epochs planned" in result.stdout and "50 epochs in all (planned before it: 5)" in result.stdout
+    seen = [json.loads((tmp_path / f"replan{rank}.json").read_text()) for rank in (0, 1)]
+    assert seen[0] == seen[1] and seen[0]["epochs"] == 50
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert all(torch.equal(value, rank1[key]) for key, value in rank0.items())
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 50

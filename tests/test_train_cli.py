@@ -180,6 +180,31 @@ def test_cli_time_budget_plans_epochs_from_step_times_and_trains_like_a_fixed_ep
     assert resumed["epochs"] == epochs and resumed["test_acc"] == planned["test_acc"]
 
 
+def test_cli_time_budget_plans_again_after_the_first_epoch_and_trains_like_a_fixed_epoch_run(tmp_path, monkeypatch,
+                                                                                              capsys, no_figures):
+    # injected step times plan 5 epochs (2 steps of 100 s x budget.EPOCH_MARGIN + 1 evaluation batch of 0.5 s
+    # each, with up to 100 s of start-up); the re-plan after the first epoch is replaced by 7, so that the test
+    # checks what follows it: the schedule and the phases (16x16 for the first round(7 / 2) = 4 epochs instead of
+    # round(5 / 2) = 2) are those of a 7-epoch run
+    monkeypatch.setattr(budget, "time_steps", lambda *args, **kwargs: (100.0, 0.5))
+    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
+    seen = []
+    monkeypatch.setattr(budget, "replanned_epochs", lambda plan, *args: seen.append(plan.epochs) or 7)
+    recipe = ["--loader", "device", "--low-res-size", "16", "--low-res-fraction", "0.5", "--patch-dropout", "0.25"]
+    argv = ARGS + recipe + ["--time-budget", str(5 * (200 * budget.EPOCH_MARGIN + 0.5) + 0.5 + 100)]
+    planned = train.main(argv + ["--out", str(tmp_path / "budget")])
+    out = capsys.readouterr().out
+    assert seen == [5] and "5 epochs planned" in out and "7 epochs in all (planned before it: 5)" in out
+    assert "the first 4 of 7 epochs at 16x16 pixels" in out
+    assert planned["epochs"] == 7 and planned["plan"]["epochs"] == 5 and planned["plan"]["epochs_after_first"] == 7
+    fixed = train.main(ARGS + recipe + ["--epochs", "7", "--out", str(tmp_path / "fixed")])
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("budget", "fixed"))
+    assert a["epochs_planned"] == b["epochs_planned"] == 7
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["history"]["lr"] == b["history"]["lr"] and planned["test_acc"] == fixed["test_acc"]
+
+
 def test_low_resolution_phase_and_eval_every(tmp_path, capsys):
     metrics = train.main(ARGS + ["--epochs", "4", "--loader", "device", "--low-res-size", "16",
                                  "--low-res-fraction", "0.5", "--eval-every", "3", "--patch-dropout", "0.25",

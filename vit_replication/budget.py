@@ -1,9 +1,11 @@
 """``--time-budget``: as many epochs as fit in a wall-clock budget for the whole run.
 
-The plan is made once, before training: a few training and evaluation steps are timed (``timing.time_steps``, which
-puts model and optimizer back as they were), and a checkpoint write; what is left of the budget, after the final
-evaluation and the figures, divided by the time of one epoch, is the number of epochs. The learning-rate schedule is
-then built for exactly that many, so the run equals a ``--epochs N`` run with the planned N.
+The plan is made before training: a few training and evaluation steps are timed (``timing.time_steps``, which puts
+model and optimizer back as they were), and a checkpoint write; what is left of the budget, after the final
+evaluation and the figures, divided by the time of one epoch, is the number of epochs (``plan_epochs``). A few timed
+steps are a noisy measure of a whole epoch, so the plan is made again after the first epoch, from that epoch's
+measured time (``replanned_epochs``; ``fit_planned`` trains both parts). The first epoch is the same under any plan
+(it is the warm-up, in the recipe's first phase), so the run equals a ``--epochs N`` run with the final N.
 
 Planning is bounded: the timed steps take at most ``PLANNING_SHARE`` of the budget, and a budget that cannot hold
 one epoch is reported after the first timed step, with the step time that was measured.
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,9 +24,10 @@ from torch import nn
 
 from .checkpoint import save_checkpoint
 from .distributed import all_reduce_max
-from .engine import unwrap
-from .optim import training_setup
-from .recipe import ConfigError, TrainConfig
+from .engine import Checkpoints, fit, unwrap
+from .optim import rescheduled, training_setup
+from .precision import grad_scaler
+from .recipe import ConfigError, TrainConfig, first_epoch, low_res_epochs
 from .timing import time_steps
 
 FIGURES_SECONDS = 10.0  # kept free at the end of a --time-budget run for plotting the figures
@@ -30,18 +35,36 @@ PLANNING_SHARE = 0.05  # the timed steps take at most this share of the budget (
 MAX_TIMED_STEPS = 30  # per resolution, within PLANNING_SHARE
 # a whole epoch's steps take longer than the median timed step (measured: 17 % on the README's main job with fp32)
 EPOCH_MARGIN = 1.2
+REPLAN_MIN_EPOCHS = 4  # a first plan of fewer epochs is kept: one epoch is too large a share of it to correct by
+REPLAN_MAX_GROWTH = 10  # the second plan holds at most this many times the first plan's epochs
+
+
+@dataclass
+class Plan:
+    """A run's number of epochs and, when a time budget planned it, what it was planned from: seconds per training
+    step at each training size (None: the model's own), per evaluation batch, and for a checkpoint write."""
+
+    epochs: int
+    train_steps: dict = field(default_factory=dict)  # empty: not planned from timings (fixed or resumed epochs)
+    eval_step: float = 0.0
+    save: float = 0.0
+
+    def to_dict(self) -> dict:
+        """For metrics.json: the plan's epochs and timings (sizes as text)."""
+        return {"epochs": self.epochs, "train_steps": {str(k): v for k, v in self.train_steps.items()},
+                "eval_step": self.eval_step, "save": self.save}
 
 
 def planned_epochs(model: nn.Module, trained: nn.Module, train_loader, test_loader, *, config: TrainConfig,
                    device: torch.device, started: float, precision: str, batch_transform=None,
-                   resumed: dict | None = None) -> int:
-    """The run's number of epochs: ``config.epochs``; with a ``time_budget``, as many as fit (``plan_epochs``,
-    timing ``trained``, the model as it will train: wrapped for torchrun or compiled); a resumed run keeps the plan
-    of its first part."""
+                   resumed: dict | None = None) -> Plan:
+    """The run's plan: ``config.epochs``; with a ``time_budget``, as many as fit (``plan_epochs``, timing
+    ``trained``, the model as it will train: wrapped for torchrun or compiled); a resumed run keeps the plan of its
+    first part."""
     if not config.time_budget:
-        return config.epochs
+        return Plan(config.epochs)
     if resumed is not None:
-        return resumed.get("epochs_planned", config.epochs)
+        return Plan(resumed.get("epochs_planned", config.epochs))
     optimizer, _, loss_fn = training_setup(model, config.lr, 1, len(train_loader), config.warmup_epochs,
                                            config.weight_decay, config.label_smoothing)
     return plan_epochs(trained, train_loader, test_loader, optimizer, loss_fn, config=config, device=device,
@@ -49,10 +72,11 @@ def planned_epochs(model: nn.Module, trained: nn.Module, train_loader, test_load
 
 
 def plan_epochs(model: nn.Module, train_loader, test_loader, optimizer, loss_fn, *, config: TrainConfig,
-                device: torch.device, started: float, precision: str = "fp32", batch_transform=None) -> int:
-    """The number of epochs of ``config``'s recipe that fit in its ``time_budget`` seconds counted from ``started``
-    (with ``low_res_size``, training steps are timed at both resolutions and weighted by ``low_res_fraction``). The
-    timing writes one scratch checkpoint in ``config.out``."""
+                device: torch.device, started: float, precision: str = "fp32", batch_transform=None) -> Plan:
+    """The ``Plan``: the number of epochs of ``config``'s recipe that fit in its ``time_budget`` seconds counted
+    from ``started`` (with ``low_res_size``, training steps are timed at both resolutions and weighted by
+    ``low_res_fraction``), and the step times it was made from. The timing writes one scratch checkpoint in
+    ``config.out``."""
     time_budget, low_res_size, low_res_fraction = config.time_budget, config.low_res_size, config.low_res_fraction
     sizes = [None, low_res_size] if low_res_size else [None]  # None: the model's own size
     weights = {None: 1 - low_res_fraction, low_res_size: low_res_fraction} if low_res_size else {None: 1.0}
@@ -62,24 +86,25 @@ def plan_epochs(model: nn.Module, train_loader, test_loader, optimizer, loss_fn,
                             precision=precision, steps=steps, warmup=warmup, max_seconds=max_seconds,
                             batch_transform=batch_transform, compiled=config.compile)
 
-    def fit(times: dict, save: float) -> int:
+    def plan_for(times: dict, save: float) -> Plan:
         # the slowest process sets the pace, and every process plans the same number of epochs (or fails alike)
         seconds = [times[size][0] for size in sizes] + [times[None][1], save, time.perf_counter() - started]
         *train_steps, eval_step, save, spent = all_reduce_max(torch.tensor(seconds, device=device)).tolist()
         train_step = sum(weights[size] * step for size, step in zip(sizes, train_steps))
-        return epochs_that_fit(time_budget, len(train_loader), len(test_loader), train_step, eval_step, save, spent,
-                               eval_every=config.eval_every, save_every=config.save_every,
-                               batch_size=getattr(train_loader, "batch_size", None), precision=precision)
+        epochs = epochs_that_fit(time_budget, len(train_loader), len(test_loader), train_step, eval_step, save, spent,
+                                 eval_every=config.eval_every, save_every=config.save_every,
+                                 batch_size=getattr(train_loader, "batch_size", None), precision=precision)
+        return Plan(epochs, dict(zip(sizes, train_steps)), eval_step, save)
 
     # one step at each resolution first: a budget that cannot hold one epoch fails here, within seconds
-    fit({size: timed(size, 1, None, warmup=1) for size in sizes}, 0.0)
+    plan_for({size: timed(size, 1, None, warmup=1) for size in sizes}, 0.0)
     share = PLANNING_SHARE * time_budget / len(sizes)
     times = {size: timed(size, MAX_TIMED_STEPS, share, warmup=1) for size in sizes}  # warm again after a switch
     tic = time.perf_counter()
     scratch = Path(config.out) / f"timing-{os.getpid()}.tmp"  # one file per process under torchrun
     save_checkpoint(scratch, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict())
     scratch.unlink()
-    return fit(times, time.perf_counter() - tic)
+    return plan_for(times, time.perf_counter() - tic)
 
 
 def time_at_size(model: nn.Module, train_loader, test_loader, optimizer, loss_fn, size: int | None, *,
@@ -121,3 +146,74 @@ def epochs_that_fit(time_budget: float, train_batches: int, test_batches: int, t
                           "time_budget", "train_size", "batch_size", "hidden_dim", "num_layers")
     return epochs
 
+
+
+def replannable(plan: Plan, config: TrainConfig, steps_per_epoch: int) -> bool:
+    """Whether the plan is corrected after the first epoch: it was timed, holds ``REPLAN_MIN_EPOCHS`` or more, and
+    its first epoch is all warm-up (``recipe.first_epoch``: the same for any plan of 2 epochs or more)."""
+    return (bool(plan.train_steps) and plan.epochs >= REPLAN_MIN_EPOCHS and config.warmup_epochs >= 1
+            and first_epoch(config, plan.epochs, steps_per_epoch) == first_epoch(config, 2, steps_per_epoch))
+
+
+def replanned_epochs(plan: Plan, config: TrainConfig, first_seconds: float, spent: float, train_batches: int,
+                     test_batches: int) -> int:
+    """The epochs in all once the first has taken ``first_seconds`` (training, and its evaluation if it had one) and
+    ``spent`` seconds of the budget are gone: the timed steps are scaled by how far they were off on that epoch (its
+    measured training time over its planned steps, which replaces ``EPOCH_MARGIN``), and every further epoch is
+    counted at its own resolution, with its evaluation and checkpoint. Pure arithmetic, so that tests can give it
+    any times; at least 2, at most ``REPLAN_MAX_GROWTH`` times the first plan."""
+    low_size = config.low_res_size if low_res_epochs(config, plan.epochs) else None
+    evaluation = plan.eval_step * test_batches
+    first_train = first_seconds - evaluation * (config.eval_every == 1)
+    margin = max(first_train, 0.0) / (train_batches * plan.train_steps[low_size])
+
+    def seconds(epochs: int) -> float:  # epochs 2..epochs, each at its size, with its evaluation and checkpoint
+        low, total = low_res_epochs(config, epochs), 0.0
+        for epoch in range(2, epochs + 1):
+            total += margin * train_batches * plan.train_steps[config.low_res_size if epoch <= low else None]
+            total += evaluation * (epoch % config.eval_every == 0 or epoch == epochs)
+            total += plan.save * (epoch % config.save_every == 0 or epoch == epochs)
+        return total
+
+    left, epochs = config.time_budget - spent - FIGURES_SECONDS, 2
+    while epochs < REPLAN_MAX_GROWTH * plan.epochs and seconds(epochs + 1) <= left:
+        epochs += 1
+    return epochs
+
+
+def fit_planned(model: nn.Module, train_loader, test_loader, *, plan: Plan, config: TrainConfig, optimizer,
+                scheduler, device: torch.device, started: float, precision: str = "fp32",
+                checkpoints: Checkpoints | None = None, resume: dict | None = None,
+                phases: Callable[[int, bool], Callable | None] | None = None, log: bool = True, **options
+                ) -> tuple[Plan, dict]:
+    """``engine.fit`` for the plan's epochs, corrected after the first when ``replannable``: the first epoch is
+    trained, ``replanned_epochs`` counts the epochs from its measured time (the slowest process's under torchrun),
+    and training goes on under the learning-rate schedule and phases of the new number (``optim.rescheduled``;
+    ``phases(epochs, log)`` gives ``fit``'s ``before_epoch``). ``resume`` and ``options`` go to ``fit``. Returns the
+    final plan and the history."""
+    scaler, epochs = grad_scaler(device, precision), plan.epochs
+    common = dict(device=device, precision=precision, scaler=scaler, checkpoints=checkpoints, log=log) | options
+
+    def before(epochs: int, log_phases: bool):
+        return phases(epochs, log_phases) if phases is not None else None
+
+    if not replannable(plan, config, len(train_loader)):
+        return plan, fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=epochs,
+                         resume=resume, before_epoch=before(epochs, log), **common)
+    history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=epochs,
+                  until=1, before_epoch=before(epochs, False), **common)
+    measured = [history["epoch_time"][0], time.perf_counter() - started]
+    first_seconds, spent = all_reduce_max(torch.tensor(measured, device=device)).tolist()
+    new = replanned_epochs(plan, config, first_seconds, spent, len(train_loader), len(test_loader))
+    if first_epoch(config, new, len(train_loader)) != first_epoch(config, epochs, len(train_loader)):
+        new = epochs  # a plan whose first epoch would have differed is not the run's: keep the first
+    if log:
+        print(f"--time-budget: the first epoch took {first_seconds:.1f} s; {new} epochs in all "
+              f"(planned before it: {epochs})")
+    if new != epochs:
+        scheduler = rescheduled(scheduler, new, len(train_loader), config.warmup_epochs, config.decay)
+        if checkpoints is not None:
+            checkpoints.extra_state["epochs_planned"] = new
+    history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=new,
+                  resume={"epoch": 1, "history": history}, before_epoch=before(new, log), **common)
+    return Plan(new, plan.train_steps, plan.eval_step, plan.save), history

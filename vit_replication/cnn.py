@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .budget import planned_epochs
+from .budget import fit_planned, planned_epochs
 from .checkpoint import load_checkpoint
-from .engine import Checkpoints, fit, set_seed
+from .engine import Checkpoints, set_seed
 from .model import count_parameters
 from .optim import training_setup
 from .pipeline import run_data
@@ -84,16 +84,17 @@ def train_cnn(config: TrainConfig, command: str = "") -> tuple[CNN, dict]:
           f"({choice.reason})")
     out.mkdir(parents=True, exist_ok=True)
     resumed = load_checkpoint(out / "checkpoint.pt") if config.resume else None
-    epochs = planned_epochs(model, model, data.train_loader, data.test_loader, config=config, device=device,
-                            started=start, precision=choice.precision, resumed=resumed)
-    optimizer, scheduler, loss_fn = training_setup(model, config.lr, epochs, len(data.train_loader),
+    plan = planned_epochs(model, model, data.train_loader, data.test_loader, config=config, device=device,
+                          started=start, precision=choice.precision, resumed=resumed)
+    optimizer, scheduler, loss_fn = training_setup(model, config.lr, plan.epochs, len(data.train_loader),
                                                    config.warmup_epochs, config.weight_decay,
                                                    config.label_smoothing, config.decay)
-    history = fit(model, data.train_loader, data.test_loader, optimizer=optimizer, scheduler=scheduler,
-                  epochs=epochs, device=device, loss_fn=loss_fn, seed=config.seed, precision=choice.precision,
-                  grad_clip=config.grad_clip, eval_every=config.eval_every, resume=resumed,
-                  checkpoints=Checkpoints(out / "checkpoint.pt", config.save_every, {"epochs_planned": epochs}),
-                  progress=config.progress)
+    plan, history = fit_planned(
+        model, data.train_loader, data.test_loader, plan=plan, config=config, optimizer=optimizer,
+        scheduler=scheduler, device=device, started=start, precision=choice.precision, loss_fn=loss_fn,
+        seed=config.seed, grad_clip=config.grad_clip, eval_every=config.eval_every, resume=resumed,
+        checkpoints=Checkpoints(out / "checkpoint.pt", config.save_every, {"epochs_planned": plan.epochs}),
+        progress=config.progress)
     metrics = {"model": "cnn", "widths": list(CNN_WIDTHS), "test_acc": history["test_acc"][-1],
                "epochs": len(history["epoch"]), "train_seconds_all_epochs": sum(history["epoch_time"]),
                "parameters": parameters, "forward_macs_per_image": macs,

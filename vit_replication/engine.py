@@ -168,6 +168,8 @@ def fit(
     before_epoch: Callable[[int], None] | None = None,
     checkpoints: Checkpoints | None = None,
     resume: dict | None = None,
+    until: int | None = None,
+    scaler: torch.amp.GradScaler | None = None,
     rank: int = 0,
     progress: bool = True,
     log: bool = True,
@@ -181,22 +183,24 @@ def fit(
     average is updated after every step and it is what is evaluated. ``rank`` is this process's under torchrun:
     every process draws its own augmentation, mixing and drop-path randomness. ``checkpoints`` says where to write
     (``Checkpoints``); ``resume`` is a checkpoint read with ``checkpoint.load_checkpoint``, from which training
-    continues exactly as the uninterrupted run would have.
+    continues exactly as the uninterrupted run would have; without weights in it (``{"epoch", "history"}``), the
+    objects given already hold the state, as after a call with ``until`` (train only up to that epoch) and the same
+    ``scaler`` (``budget.fit_planned``, which plans again between the two calls).
     """
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     device = torch.device(device)
-    scaler = grad_scaler(device, precision)
+    scaler = scaler or grad_scaler(device, precision)
     history: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                                                      "lr", "epoch_time")}
     start = 0
     if resume is not None:
         start, history = restore(resume, model, optimizer, scheduler, scaler, ema)
-        if log:
+        if log and "model" in resume:
             print(f"resumed from {checkpoints.path if checkpoints else 'the checkpoint'} after epoch {start}")
     evaluated = ema.module if ema is not None else model
-    for epoch in range(start, epochs):
+    for epoch in range(start, min(until or epochs, epochs)):
         reseed(train_loader, seed, epoch, rank)
         if before_epoch is not None:
             before_epoch(epoch)
@@ -232,7 +236,10 @@ def training_state(model: nn.Module, optimizer, scheduler, scaler, ema: EMA | No
 
 
 def restore(state: dict, model: nn.Module, optimizer, scheduler, scaler, ema: EMA | None) -> tuple[int, dict]:
-    """Load a checkpoint's training state (``training_state``) into the run's objects; returns (epoch, history)."""
+    """Load a checkpoint's training state (``training_state``) into the run's objects; returns (epoch, history). A
+    state without weights only says where the run is (the objects hold the rest: ``fit``'s ``until``)."""
+    if "model" not in state:
+        return state["epoch"], state["history"]
     unwrap(model).load_state_dict(state.get("train_model", state["model"]))
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:

@@ -53,6 +53,20 @@ def warmup_decay(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def rescheduled(scheduler: torch.optim.lr_scheduler.LambdaLR, epochs: int, steps_per_epoch: int,
+                warmup_epochs: float = 1.0, decay: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule of ``training_setup`` for ``epochs`` epochs instead, on the same optimizer, continuing at the
+    step ``scheduler`` has reached (the optimizer's learning rates kept as they are). Exact while that step is in
+    the warm-up or at its end, where the schedules of any length agree (``budget.fit_planned`` uses it there)."""
+    optimizer, steps = scheduler.optimizer, epochs * steps_per_epoch
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    new = warmup_decay(optimizer, min(int(warmup_epochs * steps_per_epoch), steps), steps, decay)
+    new.load_state_dict(scheduler.state_dict())
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr
+    return new
+
+
 def training_setup(
     model: nn.Module, lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 1.0,
     weight_decay: float = 0.05, label_smoothing: float = 0.1, decay: str = "cosine",

@@ -220,6 +220,15 @@ def dropout_epochs(config: TrainConfig, epochs: int) -> int:
     return phase_epochs(config.patch_dropout_fraction, epochs) if config.patch_dropout else epochs
 
 
+def first_epoch(config: TrainConfig, epochs: int, steps_per_epoch: int) -> tuple:
+    """What the first of ``epochs`` epochs is trained with: low resolution, patch dropout, MixUp/CutMix (each on or
+    off) and the warm-up's length in steps. Two plans whose first epochs agree on it train that epoch alike
+    (``budget.fit_planned`` re-plans after it)."""
+    mixing = (config.mixup or config.cutmix) and phase_epochs(config.mixing_fraction, epochs) > 0
+    return (low_res_epochs(config, epochs) > 0, dropout_epochs(config, epochs) > 0, bool(mixing),
+            min(int(config.warmup_epochs * steps_per_epoch), epochs * steps_per_epoch))
+
+
 def epoch_schedule(config: TrainConfig, epochs: int, *, model, train_loader, mixing=None,
                    log: bool = True) -> Callable[[int], None] | None:
     """``before_epoch`` for ``engine.fit``: the recipe's phases by epoch. The first ``low_res_epochs`` train on

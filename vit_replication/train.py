@@ -28,11 +28,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .augment import batch_mixing
-from .budget import planned_epochs
+from .budget import fit_planned, planned_epochs
 from .checkpoint import load_checkpoint
 from .distributed import cleanup_distributed, init_distributed
 from .ema import EMA
-from .engine import Checkpoints, fit, set_seed
+from .engine import Checkpoints, set_seed
 from .errors import UserError, one_line
 from .flops import describe, forward_flops, run_training_flops
 from .model import ViT, config_dict, count_parameters
@@ -208,29 +208,33 @@ def run(config: TrainConfig, command: str = "") -> tuple[ViT, dict]:
     out.mkdir(parents=True, exist_ok=True)
 
     # plan: --epochs, or as many as fit in --time-budget (a resumed run keeps the plan of its first part)
-    epochs = planned_epochs(model, trained, data.train_loader, data.test_loader, config=config, device=device,
-                            started=start, precision=precision, batch_transform=mixing, resumed=resumed)
+    plan = planned_epochs(model, trained, data.train_loader, data.test_loader, config=config, device=device,
+                          started=start, precision=precision, batch_transform=mixing, resumed=resumed)
     if config.time_budget and resumed is None and main_process:
-        print(f"--time-budget {config.time_budget:g} s: {epochs} epochs planned "
+        print(f"--time-budget {config.time_budget:g} s: {plan.epochs} epochs planned "
               f"({time.perf_counter() - start:.0f} s spent on data, model and timing)")
-    optimizer, scheduler, loss_fn = training_setup(model, config.lr, epochs, len(data.train_loader),
+    optimizer, scheduler, loss_fn = training_setup(model, config.lr, plan.epochs, len(data.train_loader),
                                                    config.warmup_epochs, config.weight_decay,
                                                    config.label_smoothing, config.decay)
     ema = EMA(model, config.ema) if config.ema else None
-    before_epoch = epoch_schedule(config, epochs, model=model, train_loader=data.train_loader, mixing=mixing,
-                                  log=main_process)
 
-    # fit
+    def phases(epochs: int, log: bool):
+        return epoch_schedule(config, epochs, model=model, train_loader=data.train_loader, mixing=mixing,
+                              log=log and main_process)
+
+    # fit (with --time-budget, planned again after the first epoch: budget.fit_planned)
     tic = time.perf_counter()
     stored = {"config": config_dict(architecture), "runtime": config_dict(runtime), "classes": data.classes,
               "dataset": config.dataset, "data_dir": config.data_dir, "mean": data.mean, "std": data.std,
-              "args": config.to_dict() | {"runtime_changes": changes}, "epochs_planned": epochs}
-    history = fit(trained, data.train_loader, data.test_loader, optimizer=optimizer, scheduler=scheduler,
-                  epochs=epochs, device=device, loss_fn=loss_fn, seed=config.seed, precision=precision,
-                  grad_clip=config.grad_clip, batch_transform=mixing, ema=ema, eval_every=config.eval_every,
-                  before_epoch=before_epoch, rank=rank, resume=resumed,
-                  checkpoints=Checkpoints(out / "checkpoint.pt", config.save_every, stored, write=main_process),
-                  progress=config.progress and main_process, log=main_process)
+              "args": config.to_dict() | {"runtime_changes": changes}, "epochs_planned": plan.epochs}
+    first_plan = plan
+    plan, history = fit_planned(
+        trained, data.train_loader, data.test_loader, plan=plan, config=config, optimizer=optimizer,
+        scheduler=scheduler, device=device, started=start, precision=precision, phases=phases, loss_fn=loss_fn,
+        seed=config.seed, grad_clip=config.grad_clip, batch_transform=mixing, ema=ema, eval_every=config.eval_every,
+        rank=rank, resume=resumed, progress=config.progress and main_process, log=main_process,
+        checkpoints=Checkpoints(out / "checkpoint.pt", config.save_every, stored, write=main_process))
+    epochs = plan.epochs
     evaluated = ema.module if ema is not None else model
 
     # report
@@ -250,6 +254,7 @@ def run(config: TrainConfig, command: str = "") -> tuple[ViT, dict]:
         "test_images": len(data.test_set), "mean": data.mean, "std": data.std, "precision": precision,
         "attention": choice.attention, "precision_reason": choice.reason, "device": str(device),
         "world_size": world_size, "command": command, "machine": machine(), "args": stored["args"],
+        "plan": first_plan.to_dict() | {"epochs_after_first": epochs},
     }
     if main_process:
         save_history(history, out)
