@@ -1,6 +1,10 @@
 """Training recipes side by side in one run, each with the same wall-clock budget (``--time-budget``): test
 accuracy, training images/s and the ratio of each recipe's accuracy to a baseline's (the first one's by default).
-The README's comparison of the CPU recipe with notebook 05's was made with it.
+The README's comparison of the CPU recipe with notebook 05's, and its 30 minutes of the ViT beside the CNN, were made
+with it.
+
+    python benchmarks/recipes.py --data-dir data/cifar10-jpg --time-budget 1800 --recipes short-cpu cnn \
+        --baseline short-cpu --precision bf16 --attention explicit
 
     python benchmarks/recipes.py --data-dir data/cifar10-jpg --time-budget 1800 --recipes cifar10-cpu notebook05 \
         --baseline notebook05

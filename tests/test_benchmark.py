@@ -4,12 +4,23 @@ from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
 from vit_replication import timing
 from vit_replication.flops import forward_flops, training_flops
+from vit_replication.model import ViT, get_config
 
-spec = importlib.util.spec_from_file_location("throughput", Path(__file__).parents[1] / "benchmarks" / "throughput.py")
-throughput = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(throughput)
+
+def load(name: str):
+    """The module benchmarks/<name>.py (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+throughput = load("throughput")
 
 
 def test_benchmark_models_compute_the_same_function():
@@ -49,10 +60,7 @@ def test_benchmark_reports_rates_ratios_and_tflops_of_the_timed_steps(tmp_path, 
     assert json.loads((tmp_path / "b.json").read_text())["results"] == results
 
 
-pipeline_spec = importlib.util.spec_from_file_location(
-    "data_pipeline", Path(__file__).parents[1] / "benchmarks" / "data_pipeline.py")
-data_pipeline = importlib.util.module_from_spec(pipeline_spec)
-pipeline_spec.loader.exec_module(data_pipeline)
+data_pipeline = load("data_pipeline")
 
 
 def test_data_pipeline_benchmark_times_every_pipeline(tmp_path, monkeypatch):
@@ -67,10 +75,7 @@ def test_data_pipeline_benchmark_times_every_pipeline(tmp_path, monkeypatch):
     assert results["train_images"] == 96 and json.loads((tmp_path / "p.json").read_text()) == results
 
 
-profile_spec = importlib.util.spec_from_file_location(
-    "profile_step", Path(__file__).parents[1] / "benchmarks" / "profile_step.py")
-profile_step = importlib.util.module_from_spec(profile_spec)
-profile_spec.loader.exec_module(profile_step)
+profile_step = load("profile_step")
 
 
 def test_profiler_groups_operators_and_its_shares_add_up(tmp_path):
@@ -89,10 +94,7 @@ def test_profiler_groups_operators_and_its_shares_add_up(tmp_path):
     assert json.loads((tmp_path / "p.json").read_text())["model"] == "vit_cifar_tiny"
 
 
-scratch_spec = importlib.util.spec_from_file_location(
-    "scratch_curve", Path(__file__).parents[1] / "benchmarks" / "scratch_curve.py")
-scratch_curve = importlib.util.module_from_spec(scratch_spec)
-scratch_spec.loader.exec_module(scratch_curve)
+scratch_curve = load("scratch_curve")
 
 
 def test_scratch_curve_stores_one_curve_per_seed_of_the_shipped_architecture(tmp_path):
@@ -103,3 +105,18 @@ def test_scratch_curve_stores_one_curve_per_seed_of_the_shipped_architecture(tmp
         (Path(__file__).parents[1] / "assets" / "cifar10_vit" / "metrics.json").read_text())["config"]["hidden_dim"]
     assert result["recipe"]["low_res_size"] == 16 and result["recipe"]["patch_dropout"] == 0.25  # main job's
     assert json.loads((tmp_path / "c.json").read_text()) == result
+
+
+def test_compute_table_counts_training_as_three_passes_of_the_forward_flops_torch_counts(capsys):
+    compute = load("compute_table")
+    rows = {r["name"]: r for r in compute.main()}
+    # the UvA tutorial's ViT (D=256, L=6, D_mlp=512, 4x4 patches on 32x32): torch's own count of one forward pass,
+    # x 3 passes, x 45,000 images x 180 epochs
+    model = ViT(get_config("vit_cifar", hidden_dim=256, num_layers=6, num_heads=8, mlp_dim=512))
+    model.configure(attention="explicit")  # q k^T and A v as matrix products, which the counter sees (not CPU SDPA)
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 3, 32, 32))
+    uva = rows["UvA deep-learning tutorial 15"]["pflop"] * 1e15
+    assert abs(uva - 3 * counter.get_total_flops() * 45_000 * 180) < 1e-6 * uva
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in rows)  # the printed table names every row

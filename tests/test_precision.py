@@ -10,6 +10,7 @@ from vit_replication.precision import autocast, grad_scaler
 from vit_replication.precision_choice import (
     PROBE_BATCH,
     PROBE_GIVE_UP,
+    PROBE_TIMED_BATCH,
     PrecisionChoice,
     choose_precision,
     probe_step_seconds,
@@ -78,11 +79,17 @@ def test_explicit_choices_pass_through_and_attention_follows_the_format():
 
 
 def test_the_cpu_probe_times_real_steps_and_gives_up_on_a_slow_warm_up(monkeypatch):
-    """``probe_step_seconds`` with an injected clock: each step reads the clock twice, 1 s apart per image batch."""
+    """``probe_step_seconds`` with an injected clock: each step reads the clock twice, 32 s apart, and the fastest
+    timed step counts."""
     ticks = iter(range(1000))
     monkeypatch.setattr(precision_choice.time, "perf_counter", lambda: next(ticks) * PROBE_BATCH)
-    assert probe_step_seconds("fp32", "sdpa") == 1.0  # 32 s a step of 32 images: 1 s per image
+    # a warm-up step of 32 images, then 3 timed steps of 128 images, 32 s each: 0.25 s per image
+    assert PROBE_TIMED_BATCH == 128 and probe_step_seconds("fp32", "sdpa") == 32 / 128
     assert probe_step_seconds("bf16", "explicit", give_up_after=0.5) is None  # the warm-up step was too slow
+    # a slow second step does not count: the clock jumps 100 s during it
+    readings = iter([0, 32, 100, 132, 400, 532, 600, 632])
+    monkeypatch.setattr(precision_choice.time, "perf_counter", lambda: next(readings))
+    assert probe_step_seconds("fp32", "sdpa") == 32 / 128
 
 
 def test_autocast_computes_in_the_chosen_format_on_cpu():

@@ -159,18 +159,23 @@ def replanned_epochs(plan: Plan, config: TrainConfig, first_seconds: float, spen
                      test_batches: int) -> int:
     """The epochs in all once the first has taken ``first_seconds`` (training, and its evaluation if it had one) and
     ``spent`` seconds of the budget are gone: the timed steps are scaled by how far they were off on that epoch (its
-    measured training time over its planned steps, which replaces ``EPOCH_MARGIN``), and every further epoch is
-    counted at its own resolution, with its evaluation and checkpoint. Pure arithmetic, so that tests can give it
+    measured training time over its planned steps, which replaces ``EPOCH_MARGIN`` at that epoch's resolution; at
+    the other, which no epoch has measured yet, the larger of the two is kept: the timed steps of the two sizes can
+    be off by different factors), and every further epoch is counted at its own resolution, with its evaluation and
+    checkpoint. Pure arithmetic, so that tests can give it
     any times; at least 2, at most ``REPLAN_MAX_GROWTH`` times the first plan."""
-    low_size = config.low_res_size if low_res_epochs(config, plan.epochs) else None
+    first_size = config.low_res_size if low_res_epochs(config, plan.epochs) else None
     evaluation = plan.eval_step * test_batches
     first_train = first_seconds - evaluation * (config.eval_every == 1)
-    margin = max(first_train, 0.0) / (train_batches * plan.train_steps[low_size])
+    margin = max(first_train, 0.0) / (train_batches * plan.train_steps[first_size])
+    # the other resolution has no measured epoch yet: its steps keep at least the first plan's margin
+    margins = {size: margin if size == first_size else max(margin, EPOCH_MARGIN) for size in plan.train_steps}
 
     def seconds(epochs: int) -> float:  # epochs 2..epochs, each at its size, with its evaluation and checkpoint
         low, total = low_res_epochs(config, epochs), 0.0
         for epoch in range(2, epochs + 1):
-            total += margin * train_batches * plan.train_steps[config.low_res_size if epoch <= low else None]
+            size = config.low_res_size if epoch <= low else None
+            total += margins[size] * train_batches * plan.train_steps[size]
             total += evaluation * (epoch % config.eval_every == 0 or epoch == epochs)
             total += plan.save * (epoch % config.save_every == 0 or epoch == epochs)
         return total

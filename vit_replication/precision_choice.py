@@ -34,7 +34,9 @@ ATTENTIONS = ("auto", *KERNELS)  # the attention kernels a run may ask for, or "
 
 # every format with both kernels, the safe format first: which kernel is faster differs between CPUs too
 CPU_CANDIDATES = (("fp32", "sdpa"), ("fp32", "explicit"), ("bf16", "explicit"), ("bf16", "sdpa"))
-PROBE_BATCH = 32  # images per timed probe step
+PROBE_BATCH = 32  # images in the warm-up step, after which a candidate may be given up on
+PROBE_TIMED_BATCH = 128  # images per timed step: a step of 32 lasts a few ms for a small ViT, too short to time
+PROBE_STEPS = 3  # timed steps per candidate, the fastest counts (a shared machine slows some steps down)
 PROBE_GIVE_UP = 4.0  # a candidate whose warm-up step is this many times slower than the best timed step is dropped
 PROBE_CONFIG = CONFIGS["vit_cifar_cpu"]  # the probe model when a caller names none (D=128, L=6, 32x32 images)
 
@@ -119,22 +121,25 @@ def probe_step_seconds(precision: str, attention: str, give_up_after: float | No
 
 def probe_model(model: torch.nn.Module, image_shape: tuple[int, int, int], num_classes: int, precision: str,
                 give_up_after: float | None = None) -> float | None:
-    """Seconds per image of one training step (forward and backward) of ``model`` on ``PROBE_BATCH`` random images
-    of ``image_shape`` on the CPU in ``precision``: the faster of 2 timed steps after a warm-up step; None when the
-    warm-up step already took more than ``give_up_after`` seconds per image (a format this CPU emulates)."""
+    """Seconds per image of one training step (forward and backward) of ``model`` on random images of
+    ``image_shape`` on the CPU in ``precision``: a warm-up step of ``PROBE_BATCH`` images, then the fastest of
+    ``PROBE_STEPS`` steps of ``PROBE_TIMED_BATCH``; None when the warm-up step already took more than
+    ``give_up_after`` seconds per image (a format this CPU emulates, given up on before its slower, larger steps)."""
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(PROBE_BATCH, *image_shape, generator=generator)
-    labels = torch.randint(0, num_classes, (PROBE_BATCH,), generator=generator)
 
-    def step() -> float:
+    def step(batch: int) -> float:
+        images = torch.randn(batch, *image_shape, generator=generator)
+        labels = torch.randint(0, num_classes, (batch,), generator=generator)
         tic = time.perf_counter()
         with autocast(torch.device("cpu"), precision):
             loss = F.cross_entropy(model(images), labels)
         loss.backward()
-        return (time.perf_counter() - tic) / PROBE_BATCH
+        return (time.perf_counter() - tic) / batch
 
-    warm_up = step()
-    seconds = None if give_up_after is not None and warm_up > give_up_after else min(step(), step())
+    warm_up = step(PROBE_BATCH)
+    seconds = None
+    if give_up_after is None or warm_up <= give_up_after:
+        seconds = min(step(PROBE_TIMED_BATCH) for _ in range(PROBE_STEPS))
     if is_distributed():  # every process under torchrun must make the same choice: the slowest process's timing
         slowest = all_reduce_max(torch.tensor([math.inf if seconds is None else seconds])).item()
         seconds = None if math.isinf(slowest) else slowest
