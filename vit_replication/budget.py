@@ -147,7 +147,6 @@ def epochs_that_fit(time_budget: float, train_batches: int, test_batches: int, t
     return epochs
 
 
-
 def replannable(plan: Plan, config: TrainConfig, steps_per_epoch: int) -> bool:
     """Whether the plan is corrected after the first epoch: it was timed, holds ``REPLAN_MIN_EPOCHS`` or more, and
     its first epoch is all warm-up (``recipe.first_epoch``: the same for any plan of 2 epochs or more)."""
@@ -162,8 +161,8 @@ def replanned_epochs(plan: Plan, config: TrainConfig, first_seconds: float, spen
     measured training time over its planned steps, which replaces ``EPOCH_MARGIN`` at that epoch's resolution; at
     the other, which no epoch has measured yet, the larger of the two is kept: the timed steps of the two sizes can
     be off by different factors), and every further epoch is counted at its own resolution, with its evaluation and
-    checkpoint. Pure arithmetic, so that tests can give it
-    any times; at least 2, at most ``REPLAN_MAX_GROWTH`` times the first plan."""
+    checkpoint. Pure arithmetic, so that tests can give it any times; at least 2, at most ``REPLAN_MAX_GROWTH``
+    times the first plan."""
     first_size = config.low_res_size if low_res_epochs(config, plan.epochs) else None
     evaluation = plan.eval_step * test_batches
     first_train = first_seconds - evaluation * (config.eval_every == 1)
