@@ -86,6 +86,27 @@ def test_train_variant_follows_the_recipe_s_phases(tiny_config):
     assert not any(block.attention.use_sdpa for block in run["model"].blocks())
 
 
+@pytest.mark.parametrize("variant", ["plain", "realformer", "width_varying"])
+def test_build_for_starts_every_variant_from_the_recipe_s_initial_weights(tiny_config, variant):
+    from vit_replication.mimetic import sincos_position_embedding
+    from vit_replication.realformer import RealFormerViT
+    from vit_replication.variant import build_for
+    from vit_replication.width_varying import WidthVaryingConfig, WidthVaryingViT
+
+    build = {"plain": lambda: ViT(tiny_config), "realformer": lambda: RealFormerViT(tiny_config),
+             "width_varying": lambda: WidthVaryingViT(WidthVaryingConfig(
+                 image_size=tiny_config.image_size, patch_size=tiny_config.patch_size, num_classes=10,
+                 stage_dims=(16, 32), stage_depths=(1, 1), head_dim=8))}[variant]
+    timm, mimetic = (build_for(build, recipe(init=init), torch.device("cpu")) for init in ("timm", "mimetic"))
+    grid = tiny_config.image_size // tiny_config.patch_size
+    position = mimetic.embedding.position_embedding[0, 1:]
+    torch.testing.assert_close(position, sincos_position_embedding(grid, position.shape[-1]))
+    assert not torch.equal(timm.embedding.position_embedding[0, 1:], position)
+    for block in mimetic.blocks():  # W_v^T U_msa^T is -0.4 I plus noise: its diagonal is negative
+        value_out = block.attention.qkv.weight[2 * block.attention.hidden_dim:].T @ block.attention.proj.weight.T
+        assert (value_out.diagonal() < 0).all()
+
+
 def test_train_variant_refuses_what_it_would_not_apply(tiny_config):
     with pytest.raises(ValueError, match="does not apply mixup, ema"):
         train_variant("v", lambda: ViT(tiny_config), *loaders(tiny_config), recipe(mixup=0.8, ema=0.999),

@@ -230,3 +230,20 @@ def test_preset_defaults_can_be_overridden_both_ways():
     assert parse_args(["--preset", "cifar10-cpu", "--randaugment"]).randaugment is True
     assert parse_args([]).randaugment is True and parse_args(["--no-randaugment"]).randaugment is False
     assert parse_args(["--preset", "cifar10-cpu", "--low-res-fraction", "0.5"]).low_res_fraction == 0.5
+
+
+def test_cli_init_mimetic_trains_from_the_mimetic_weights(tmp_path, monkeypatch, no_figures):
+    from vit_replication.mimetic import initialise, sincos_position_embedding
+
+    started = {}
+
+    def spy(model, init):
+        model = initialise(model, init)
+        started.update(init=init, position=model.embedding.position_embedding.detach().clone())
+        return model
+
+    monkeypatch.setattr(train, "initialise", spy)
+    metrics = train.main(ARGS + ["--epochs", "1", "--init", "mimetic", "--out", str(tmp_path)])
+    assert started["init"] == "mimetic" and metrics["args"]["init"] == "mimetic"
+    torch.testing.assert_close(started["position"][0, 1:], sincos_position_embedding(8, 32))
+    assert train.parse_args([]).init == "timm"

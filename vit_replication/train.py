@@ -35,6 +35,7 @@ from .ema import EMA
 from .engine import Checkpoints, set_seed
 from .errors import UserError, one_line
 from .flops import describe, forward_flops, run_training_flops
+from .mimetic import initialise
 from .model import ViT, config_dict, count_parameters
 from .optim import training_setup
 from .pipeline import run_data, whole_test_loader
@@ -82,6 +83,8 @@ HELP = {  # the command line's words for TrainConfig's fields (recipe.py documen
     "eval_every": "evaluate on the test set every K epochs (and after the last)",
     "mixup": "MixUp Beta(alpha, alpha); 0: off", "cutmix": "CutMix Beta(alpha, alpha); 0: off",
     "mixing_fraction": "share of the epochs, the first ones, with MixUp/CutMix (default 1: all)",
+    "init": "initial weights: timm (truncated normal, the default) or mimetic (attention initialised as in "
+            "Trockman & Kolter 2023, 2D sine-cosine values for the learned position embeddings)",
     "ema": "evaluate an exponential moving average of the weights with this decay per step (0: off)",
     "loader": "device: hold the whole dataset on the device and augment batches there (no --resize)",
     "randaugment_groups": "--loader device: chunks of a batch that draw their own RandAugment ops (default 16)",
@@ -186,7 +189,8 @@ def run(config: TrainConfig, command: str = "") -> tuple[ViT, dict]:
     data = run_data(config, requested.image_size, device, rank, world_size)
     architecture = model_config(config, num_classes=len(data.classes))
     set_seed(config.seed)
-    model = ViT(architecture, runtime).to(device)  # the same seed, so the same initial weights in every process
+    model = initialise(ViT(architecture, runtime), config.init).to(device)  # the same seed, so the same initial
+    # weights in every process
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     resumed = load_checkpoint(out / "checkpoint.pt") if config.resume else None  # read once, before any work

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .engine import fit, set_seed
+from .mimetic import initialise
 from .model import count_parameters
 from .optim import training_setup
 from .recipe import TrainConfig, epoch_schedule
@@ -28,13 +29,13 @@ def check_comparable(recipe: TrainConfig) -> None:
 
 
 def build_for(build: Callable[[], nn.Module], recipe: TrainConfig, device: torch.device) -> nn.Module:
-    """The variant of ``build``, built right after ``set_seed(recipe.seed)`` on ``device``, running as the recipe
-    trains it: its attention kernel unless "auto" (then the model's own; pass the one ``choose_precision`` timed
-    fastest), its patch dropout, its drop path when set (None: the model's own), other image sizes when it has a
-    low-resolution phase."""
+    """The variant of ``build``, built right after ``set_seed(recipe.seed)`` with the recipe's initial weights
+    (``mimetic.initialise``) on ``device``, running as the recipe trains it: its attention kernel unless "auto"
+    (then the model's own; pass the one ``choose_precision`` timed fastest), its patch dropout, its drop path when
+    set (None: the model's own), other image sizes when it has a low-resolution phase."""
     check_comparable(recipe)
     set_seed(recipe.seed)
-    model = build().to(device)
+    model = initialise(build(), recipe.init).to(device)
     changes = {"attention": recipe.attention} if recipe.attention != "auto" else {}
     changes |= {"patch_dropout": recipe.patch_dropout} if recipe.patch_dropout else {}
     changes |= {"drop_path": recipe.drop_path} if recipe.drop_path is not None else {}
