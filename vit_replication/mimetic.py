@@ -12,7 +12,7 @@ and the value and output projections multiply to a damped negative identity,
 
     W_v^T U_msa^T = alpha_2 Z_2 - beta_2 I,
 
-with Z uniform noise of variance 1/D. Optionally the learned position embeddings start as 2D sine-cosine ones
+with Z uniform noise of variance 1/D. The learned position embeddings start as 2D sine-cosine ones
 (``sincos_position_embedding``), which give neighbouring patches similar embeddings from the first step.
 """
 
@@ -67,15 +67,14 @@ def sincos_position_embedding(grid_size: int, dim: int, temperature: float = 100
 
 
 @torch.no_grad()
-def mimetic_init_(model: nn.Module, position: bool = True) -> nn.Module:
-    """Mimetic initialisation of every attention layer of ``model`` (a ``ViT``), and with ``position`` its learned
-    position embeddings' patch rows set to 2D sine-cosine ones (the class token's row keeps its value)."""
+def mimetic_init_(model: nn.Module) -> nn.Module:
+    """Mimetic initialisation of every attention layer of ``model`` (a ``ViT``), and its learned position
+    embeddings' patch rows set to 2D sine-cosine ones (the class token's row keeps its value)."""
     for block in model.blocks():
         mimetic_attention_(block.attention)
-    if position:
-        embedding = model.embedding.position_embedding  # [1, 1 + N, D]
-        grid = math.isqrt(embedding.shape[1] - 1)
-        embedding[0, 1:] = sincos_position_embedding(grid, embedding.shape[2])
+    embedding = model.embedding.position_embedding  # [1, 1 + N, D]
+    grid = math.isqrt(embedding.shape[1] - 1)
+    embedding[0, 1:] = sincos_position_embedding(grid, embedding.shape[2])
     return model
 
 

@@ -189,8 +189,8 @@ def run(config: TrainConfig, command: str = "") -> tuple[ViT, dict]:
     data = run_data(config, requested.image_size, device, rank, world_size)
     architecture = model_config(config, num_classes=len(data.classes))
     set_seed(config.seed)
-    model = initialise(ViT(architecture, runtime), config.init).to(device)  # the same seed, so the same initial
-    # weights in every process
+    # the same seed, so the same initial weights in every process
+    model = initialise(ViT(architecture, runtime), config.init).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     resumed = load_checkpoint(out / "checkpoint.pt") if config.resume else None  # read once, before any work
