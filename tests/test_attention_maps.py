@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from vit_replication.attention_maps import attention_rollout, cls_attention, rollout_map, upsample_maps
+from vit_replication.attention_maps import (
+    attention_rollout,
+    cls_attention,
+    normalise_maps,
+    rollout_map,
+    upsample_maps,
+)
 from vit_replication.model import ViT
 
 
@@ -39,6 +45,19 @@ def test_cls_attention_picks_class_token_row():
     torch.testing.assert_close(maps[1, 2].flatten(), a[1, 2, 0, 1:])
     with pytest.raises(ValueError, match="11 tokens are not a class token plus a square grid"):
         cls_attention(random_attention(n=11))
+
+
+def test_gap_maps_average_the_patch_tokens_rows():
+    a = random_attention(n=10)
+    by_hand = torch.stack([a[:, :, i, 1:] for i in range(1, 10)]).mean(0)  # each patch query's row, averaged
+    torch.testing.assert_close(cls_attention(a, pool="gap").flatten(2), by_hand)
+    layers = [random_attention(n=10) for _ in range(3)]
+    rollout = attention_rollout(layers)
+    expected = normalise_maps(sum(rollout[:, i, 1:] for i in range(1, 10)).reshape(2, 3, 3) / 9)
+    torch.testing.assert_close(rollout_map(layers, pool="gap"), expected)
+    assert not torch.allclose(rollout_map(layers, pool="gap"), rollout_map(layers))
+    with pytest.raises(ValueError, match="pool must be one of cls, gap, got 'max'"):
+        rollout_map(layers, pool="max")
 
 
 def test_rollout_map_of_model_in_unit_range(tiny_config):

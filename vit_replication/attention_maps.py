@@ -1,4 +1,4 @@
-"""What the class token looks at: per-head attention of one layer, and attention rollout over all layers.
+"""What the classifier's input looks at: per-head attention of one layer, and attention rollout over all layers.
 
 Attention rollout (Abnar & Zuidema 2020, used for the paper's Fig. 6 and Appendix D.8) follows attention through
 the residual stream: each layer's head-averaged attention A_l is mixed with the identity for the skip
@@ -6,7 +6,9 @@ connection, rows are renormalised, and the layers are multiplied:
 
     Ã_l = normalise(0.5 A_l + 0.5 I),     R = Ã_L Ã_{L-1} ... Ã_1
 
-Row 0 of R, without its own column, says how much each patch flows into the class token.
+Row 0 of R, without its own column, says how much each patch flows into the class token, which Eq. 4 classifies
+(``pool`` "cls"). A model with ``pool`` "gap" classifies the mean of the patch tokens instead (paper App. D.3), so
+its maps are the mean of the patch tokens' rows: what flows into that mean (``pooled_row``).
 """
 
 from __future__ import annotations
@@ -25,12 +27,23 @@ def _grid(num_tokens: int) -> int:
     return side
 
 
-def cls_attention(attention: torch.Tensor) -> torch.Tensor:
-    """One layer's attention [B, heads, N+1, N+1] -> class-token attention to each patch [B, heads, g, g]."""
+def pooled_row(matrix: torch.Tensor, pool: str = "cls") -> torch.Tensor:
+    """The row of a token-to-token matrix [..., N+1, N+1] that feeds the head, over the patches [..., N]: the class
+    token's row for ``pool`` "cls" (Eq. 4), the mean of the patch tokens' rows for "gap" (App. D.3)."""
+    if pool == "cls":
+        return matrix[..., 0, 1:]
+    if pool == "gap":
+        return matrix[..., 1:, 1:].mean(dim=-2)
+    raise ValueError(f"pool must be one of cls, gap, got {pool!r}")
+
+
+def cls_attention(attention: torch.Tensor, pool: str = "cls") -> torch.Tensor:
+    """One layer's attention [B, heads, N+1, N+1] -> class-token attention to each patch [B, heads, g, g] (for
+    ``pool`` "gap": the patch tokens' attention to each patch, averaged over them, ``pooled_row``)."""
     if attention.ndim != 4:
         raise ValueError(f"expected attention [B, heads, N+1, N+1], got shape {tuple(attention.shape)}")
     side = _grid(attention.shape[-1])
-    return attention[:, :, 0, 1:].reshape(attention.shape[0], attention.shape[1], side, side)
+    return pooled_row(attention, pool).reshape(attention.shape[0], attention.shape[1], side, side)
 
 
 def attention_rollout(attentions: list[torch.Tensor], head_fusion: str = "mean") -> torch.Tensor:
@@ -53,11 +66,12 @@ def attention_rollout(attentions: list[torch.Tensor], head_fusion: str = "mean")
     return rollout
 
 
-def rollout_map(attentions: list[torch.Tensor], head_fusion: str = "mean") -> torch.Tensor:
-    """Class-token row of the rollout over the patches, scaled to [0, 1] per image: [B, g, g]."""
+def rollout_map(attentions: list[torch.Tensor], head_fusion: str = "mean", pool: str = "cls") -> torch.Tensor:
+    """Class-token row of the rollout over the patches (for ``pool`` "gap": the patch tokens' rows averaged,
+    ``pooled_row``), scaled to [0, 1] per image: [B, g, g]."""
     rollout = attention_rollout(attentions, head_fusion)
     side = _grid(rollout.shape[-1])
-    maps = rollout[:, 0, 1:].reshape(-1, side, side)
+    maps = pooled_row(rollout, pool).reshape(-1, side, side)
     return normalise_maps(maps)
 
 

@@ -53,9 +53,9 @@ def save_figures(model: nn.Module, history: dict, test_loader, classes: list[str
         logits, attentions = model(images.to(device), return_attention=True)
     figures["predictions"] = visualize.plot_predictions(images, labels, logits.float().softmax(-1).cpu(), classes,
                                                         **stats)
-    heads = attention_maps.cls_attention(attentions[-1].cpu())
+    heads = attention_maps.cls_attention(attentions[-1].cpu(), pool=model.config.pool)
     figures["attention_heads"] = visualize.plot_attention_heads(images[0], heads[0], **stats)
-    maps = attention_maps.rollout_map([a.cpu() for a in attentions])
+    maps = attention_maps.rollout_map([a.cpu() for a in attentions], pool=model.config.pool)
     figures["rollout"] = visualize.plot_rollout(images[:8], maps[:8], [classes[i] for i in labels[:8]], **stats)
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=110, bbox_inches="tight")
