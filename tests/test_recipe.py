@@ -12,7 +12,7 @@ from vit_replication import train
 from vit_replication.augment import DeviceLoader, batch_mixing
 from vit_replication.ema import EMA
 from vit_replication.model import ViT
-from vit_replication.recipe import PRESETS, ConfigError, TrainConfig, epoch_schedule, preset
+from vit_replication.recipe import PRESETS, ConfigError, TrainConfig, epoch_schedule, model_config, preset
 from vit_replication.stats import mean_std, regularized_beta, t_two_sided_p, welch_t_test
 
 
@@ -49,6 +49,15 @@ def test_presets_are_overrides_of_the_defaults_and_the_command_line_parses_into_
         preset("cifar10-cpu", learning_rate=1.0)
     with pytest.raises(ConfigError, match="preset must be one of"):
         preset("gpu-fast")
+
+
+def test_a_presets_pooling_reaches_the_model_and_the_command_line_overrides_it():
+    for name, pooled in (("short-cpu", lambda z: z[:, 1:].mean(1)), ("cifar10-cpu", lambda z: z[:, 0])):
+        model = ViT(model_config(preset(name))).eval()  # short-cpu: the mean of the patch tokens; else the class token
+        with torch.no_grad():
+            z = model.forward_features(torch.randn(2, 3, 32, 32))
+            torch.testing.assert_close(model.forward_head(z), model.head(model.norm(pooled(z))))
+    assert model_config(train.parse_args(["--preset", "short-cpu", "--pool", "cls"])).pool == "cls"
 
 
 def test_every_field_of_the_settings_is_a_flag():
