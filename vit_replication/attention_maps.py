@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .pooling import pool_tokens
+
 
 def _grid(num_tokens: int) -> int:
     """Side of the square patch grid for ``num_tokens`` tokens (class token + N patches)."""
@@ -30,11 +32,7 @@ def _grid(num_tokens: int) -> int:
 def pooled_row(matrix: torch.Tensor, pool: str = "cls") -> torch.Tensor:
     """The row of a token-to-token matrix [..., N+1, N+1] that feeds the head, over the patches [..., N]: the class
     token's row for ``pool`` "cls" (Eq. 4), the mean of the patch tokens' rows for "gap" (App. D.3)."""
-    if pool == "cls":
-        return matrix[..., 0, 1:]
-    if pool == "gap":
-        return matrix[..., 1:, 1:].mean(dim=-2)
-    raise ValueError(f"pool must be one of cls, gap, got {pool!r}")
+    return pool_tokens(matrix, pool)[..., 1:]
 
 
 def cls_attention(attention: torch.Tensor, pool: str = "cls") -> torch.Tensor:

@@ -27,8 +27,8 @@ from torch import nn
 from .block import EncoderBlock, drop_path_rates
 from .embedding import ViTEmbedding
 from .errors import UserError
+from .pooling import check_pool, pool_tokens
 
-POOLS = ("cls", "gap")
 ATTENTIONS = ("sdpa", "explicit")
 
 
@@ -64,7 +64,7 @@ class ViTConfig:
         if self.hidden_dim % self.num_heads:
             raise UserError(f"ViTConfig: hidden_dim {self.hidden_dim} is not divisible by num_heads "
                             f"{self.num_heads}; each head needs hidden_dim / num_heads dimensions")
-        check_pool(self)
+        check_pool(self.pool, f"{type(self).__name__}.pool")
 
     def __repr__(self) -> str:
         """Every field; ``pool`` only when it is not the paper's "cls", so that a paper config reads as Table 1."""
@@ -101,12 +101,6 @@ def check_fraction(settings, name: str) -> None:
     value = getattr(settings, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise UserError(f"{type(settings).__name__}.{name} must be in [0, 1), got {value!r}")
-
-
-def check_pool(config) -> None:
-    """A ``UserError`` unless ``config.pool`` is one of ``POOLS``."""
-    if config.pool not in POOLS:
-        raise UserError(f"{type(config).__name__}.pool must be one of {', '.join(POOLS)}, got {config.pool!r}")
 
 
 RUNTIME_FIELDS = tuple(f.name for f in fields(Runtime))
@@ -201,11 +195,7 @@ class ViTBase(nn.Module):
         """Tokens [B, N+1, D] -> the image representation before LN [B, D]: the class token z_L^0 (Eq. 4), or the
         mean of the patch tokens ("gap", App. D.3), each weighted by the patches it stands for when ``size``
         [B, N+1, 1] is given (merged tokens, ToMe)."""
-        if self.config.pool == "cls":
-            return z[:, 0]
-        if size is None:
-            return z[:, 1:].mean(dim=1)
-        return (z[:, 1:] * size[:, 1:]).sum(dim=1) / size[:, 1:].sum(dim=1)
+        return pool_tokens(z, self.config.pool, size)
 
     def forward_head(self, z: torch.Tensor, pre_logits: bool = False, size: torch.Tensor | None = None) -> torch.Tensor:
         """Tokens z_L -> y = LN(pool(z_L)) [B, D] (Eq. 4) -> logits y W_head + b [B, num_classes]; y itself with

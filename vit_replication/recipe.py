@@ -19,8 +19,9 @@ import torch
 from .data import DATASETS
 from .errors import UserError
 from .mimetic import INITS
-from .model import ATTENTIONS, CONFIGS, POOLS, Runtime, ViTConfig, get_config
+from .model import ATTENTIONS, CONFIGS, Runtime, ViTConfig, get_config
 from .optim import DECAYS
+from .pooling import POOLS
 from .precision import PRECISIONS
 
 LOADERS = ("dataloader", "device")

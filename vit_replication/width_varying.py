@@ -21,7 +21,8 @@ from torch import nn
 
 from .block import EncoderBlock
 from .embedding import ViTEmbedding
-from .model import Runtime, ViTBase, check_pool, encode, init_weights
+from .model import Runtime, ViTBase, encode, init_weights
+from .pooling import check_pool
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class WidthVaryingConfig:
         for dim in self.stage_dims:
             if dim % self.head_dim:
                 raise ValueError(f"stage width {dim} is not divisible by head_dim {self.head_dim}")
-        check_pool(self)
+        check_pool(self.pool, f"{type(self).__name__}.pool")
 
     @property
     def num_layers(self) -> int:
