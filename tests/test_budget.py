@@ -9,7 +9,6 @@ import torch
 from vit_replication import budget
 from vit_replication.budget import (
     EPOCH_MARGIN,
-    OTHER_SIZE_MIN_MARGIN,
     PLANNING_SHARE,
     Plan,
     epochs_that_fit,
@@ -127,12 +126,9 @@ def test_the_replan_scales_the_timed_steps_by_the_measured_first_epoch(monkeypat
     config = TrainConfig(time_budget=1000, loader="device", low_res_size=16, low_res_fraction=0.5, eval_every=100)
     assert replanned_epochs(two, config, 20.0, 20.0, 40, 4) == 20
     # a first epoch faster than its timed steps (5 s against 10 s) scales the 16x16 epochs to 5 s, but the 32x32
-    # ones, which no epoch has measured, are not taken faster than their timed steps (OTHER_SIZE_MIN_MARGIN): 40 s
-    # each (not 20 s); 43 epochs fit in the 980 s left (21 x 5 + 21 x 40 = 945), 44 do not (21 x 5 + 22 x 40 = 985)
-    assert OTHER_SIZE_MIN_MARGIN == 1.0 and replanned_epochs(two, config, 5.0, 20.0, 40, 4) == 43
-    # a first epoch slower than its timed steps (12 s against 10 s) counts the 32x32 ones 1.2 times slower too,
-    # 48 s each: 32 epochs fit (15 x 12 + 16 x 48 = 948), 33 do not (15 x 12 + 17 x 48 = 996)
-    assert replanned_epochs(two, config, 12.0, 20.0, 40, 4) == 32
+    # ones, which no epoch has measured, keep EPOCH_MARGIN: 48 s each (not 20 s); 36 epochs fit in the 980 s left
+    # (17 x 5 + 18 x 48 = 949), 37 do not (round(18.5) = 18 at 16x16: 17 x 5 + 19 x 48 = 997)
+    assert EPOCH_MARGIN == 1.2 and replanned_epochs(two, config, 5.0, 20.0, 40, 4) == 36
 
 
 def test_the_replan_keeps_at_least_two_epochs_and_grows_at_most_tenfold(monkeypatch):

@@ -35,11 +35,6 @@ PLANNING_SHARE = 0.05  # the timed steps take at most this share of the budget (
 MAX_TIMED_STEPS = 30  # per resolution, within PLANNING_SHARE
 # a whole epoch's steps take longer than the median timed step (measured: 17 % on the README's main job with fp32)
 EPOCH_MARGIN = 1.2
-# after the first epoch, the resolution no epoch has measured yet is counted at that epoch's margin, at least this:
-# in three 30-minute runs of --preset short-cpu the 32x32 epochs took 0.90-1.00 times their timed steps (evaluations
-# included), and the former rule, the larger of the first epoch's margin and EPOCH_MARGIN, left 6-9 % of the budget
-# unused (README, "Training from the command line")
-OTHER_SIZE_MIN_MARGIN = 1.0
 REPLAN_MIN_EPOCHS = 4  # a first plan of fewer epochs is kept: one epoch is too large a share of it to correct by
 REPLAN_MAX_GROWTH = 10  # the second plan holds at most this many times the first plan's epochs
 
@@ -163,17 +158,17 @@ def replanned_epochs(plan: Plan, config: TrainConfig, first_seconds: float, spen
                      test_batches: int) -> int:
     """The epochs in all once the first has taken ``first_seconds`` (training, and its evaluation if it had one) and
     ``spent`` seconds of the budget are gone: the timed steps are scaled by how far they were off on that epoch (its
-    measured training time over its planned steps, which replaces ``EPOCH_MARGIN``; at the other resolution, which
-    no epoch has measured yet, at least ``OTHER_SIZE_MIN_MARGIN``), and every further epoch is counted at its own
-    resolution, with its evaluation and checkpoint. Pure arithmetic, so that tests can give it any times; at least 2,
-    at most ``REPLAN_MAX_GROWTH`` times the first plan."""
+    measured training time over its planned steps, which replaces ``EPOCH_MARGIN`` at that epoch's resolution; at
+    the other, which no epoch has measured yet, the larger of the two is kept: the timed steps of the two sizes can
+    be off by different factors), and every further epoch is counted at its own resolution, with its evaluation and
+    checkpoint. Pure arithmetic, so that tests can give it any times; at least 2, at most ``REPLAN_MAX_GROWTH``
+    times the first plan."""
     first_size = config.low_res_size if low_res_epochs(config, plan.epochs) else None
     evaluation = plan.eval_step * test_batches
     first_train = first_seconds - evaluation * (config.eval_every == 1)
     margin = max(first_train, 0.0) / (train_batches * plan.train_steps[first_size])
-    # the other resolution has no measured epoch yet: its steps take the first epoch's margin, but never less than
-    # the timed steps themselves (OTHER_SIZE_MIN_MARGIN)
-    margins = {size: margin if size == first_size else max(margin, OTHER_SIZE_MIN_MARGIN) for size in plan.train_steps}
+    # the other resolution has no measured epoch yet: its steps keep at least the first plan's margin
+    margins = {size: margin if size == first_size else max(margin, EPOCH_MARGIN) for size in plan.train_steps}
 
     def seconds(epochs: int) -> float:  # epochs 2..epochs, each at its size, with its evaluation and checkpoint
         low, total = low_res_epochs(config, epochs), 0.0
