@@ -6,6 +6,7 @@ on one large product in the same format (``peak_gemm``), and the share of the st
     python benchmarks/profile_step.py                                   # vit_cifar_cpu, batch 256, 32x32, bf16
     python benchmarks/profile_step.py --model vit_cifar_tiny --image-size 16 --precision fp32 --out runs/profile.json
     python benchmarks/profile_step.py --model vit_cifar_tiny --image-size 16 --compile   # torch.compile'd model
+    python benchmarks/profile_step.py --model vit_cifar_tiny --image-size 16 --optimizer muon
 
 Run it on an idle machine: everything here is a timing.
 """
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vit_replication.augment import random_crop_flip  # noqa: E402
 from vit_replication.flops import training_flops  # noqa: E402
 from vit_replication.model import CONFIGS, Runtime, ViT  # noqa: E402
-from vit_replication.optim import build_optimizer  # noqa: E402
+from vit_replication.optim import OPTIMIZERS, build_optimizer  # noqa: E402
 from vit_replication.precision import autocast  # noqa: E402
 
 GROUPS = (  # (group, substrings of the profiler's operator names), first match wins
@@ -69,13 +70,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
     p.add_argument("--attention", default="explicit", choices=("explicit", "sdpa"))
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS,
+                   help="muon: Muon on the encoder's matrices (its orthogonalisation counts as matrix products)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (compiled in the warm-up steps)")
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
     config = CONFIGS[args.model]
     torch.manual_seed(0)
     model = ViT(config, Runtime(attention=args.attention, dynamic_image_size=args.image_size != config.image_size))
-    optimizer, device = build_optimizer(model, 1e-3), torch.device("cpu")
+    optimizer, device = build_optimizer(model, 1e-3, optimizer=args.optimizer), torch.device("cpu")
     forward = torch.compile(model) if args.compile else model
     raw = torch.rand(args.batch_size, 3, config.image_size, config.image_size)
     labels = torch.randint(0, config.num_classes, (args.batch_size,))
@@ -106,14 +109,16 @@ def main(argv: list[str] | None = None) -> dict:
     work = training_flops(config, args.batch_size, args.image_size)  # FLOPs of one step (forward + backward)
     peak = peak_gemm(args.precision)
     result = {"model": args.model, "batch_size": args.batch_size, "image_size": args.image_size,
-              "precision": args.precision, "attention": args.attention, "compile": args.compile,
+              "precision": args.precision, "attention": args.attention, "optimizer": args.optimizer,
+              "compile": args.compile,
               "warmup_seconds": warmup_seconds, "seconds_per_step": seconds,
               "images_per_s": args.batch_size / seconds, "step_tflops": work / seconds / 1e12,
               "matrix_product_tflops": work / max(self_time["matrix products"], 1e-12) / 1e12,
               "peak_gemm_tflops": peak, "share_of_time": {g: t / total for g, t in sorted(self_time.items())},
               "machine": torch.__config__.parallel_info().splitlines()[0:3]}
     print(f"{args.model}, batch {args.batch_size}, {args.image_size}x{args.image_size}, {args.precision}, "
-          f"{args.attention} attention{', compiled' if args.compile else ''}: {seconds * 1e3:.0f} ms a step, "
+          f"{args.attention} attention, {args.optimizer}{', compiled' if args.compile else ''}: "
+          f"{seconds * 1e3:.0f} ms a step, "
           f"{result['images_per_s']:.0f} images/s (the two warm-up steps: {warmup_seconds:.1f} s)")
     for group, share in sorted(result["share_of_time"].items(), key=lambda kv: -kv[1]):
         print(f"  {group:<16} {share:6.1%}")

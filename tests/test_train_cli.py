@@ -98,7 +98,8 @@ def test_cli_tiny_run_writes_history_metrics_checkpoint_and_figures(dataloader_r
 
 
 @pytest.mark.parametrize("extra", [["--loader", "dataloader"], ["--loader", "device"],
-                                   ["--loader", "device", "--mixup", "0.8", "--cutmix", "1.0"]])
+                                   ["--loader", "device", "--mixup", "0.8", "--cutmix", "1.0"],
+                                   ["--loader", "device", "--optimizer", "muon"]])
 def test_cli_resume_equals_uninterrupted_run(tmp_path, extra, no_figures):
     args = ARGS + extra
     train.main(args + ["--epochs", "2", "--out", str(tmp_path / "full")])

@@ -58,7 +58,8 @@ def expected_seconds(build: Callable[[], nn.Module], train_loader, test_loader, 
     before a long cell, not a budget: nothing stops at it."""
     model = build_for(build, recipe, device)
     optimizer, _, loss_fn = training_setup(model, recipe.lr, 1, len(train_loader), recipe.warmup_epochs,
-                                           recipe.weight_decay, recipe.label_smoothing)
+                                           recipe.weight_decay, recipe.label_smoothing,
+                                           optimizer=recipe.optimizer)
     low = low_res_epochs(recipe, recipe.epochs)
     seconds = 0.0
     for size, epochs in ((recipe.low_res_size, low), (None, recipe.epochs - low)):

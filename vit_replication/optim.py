@@ -1,5 +1,6 @@
-"""The optimisation recipe: AdamW with weight decay on weight matrices only, a learning rate that warms up linearly
-and then decays to zero (per step) along a cosine or a straight line, and a label-smoothed cross-entropy.
+"""The optimisation recipe: AdamW with weight decay on weight matrices only (or Muon on the encoder's weight matrices
+and AdamW on the rest: ``muon``), a learning rate that warms up linearly and then decays to zero (per step) along a
+cosine or a straight line, and a label-smoothed cross-entropy.
 ``training_setup`` builds all three; the command line, ``compare`` and notebook 05 use it, so that every training in
 the project follows one recipe.
 """
@@ -12,17 +13,30 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .muon import MuonAdamW, is_hidden_matrix
+
+OPTIMIZERS = ("adamw", "muon")
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, betas=(0.9, 0.999)) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only (not on biases, LayerNorms, class token, positions)."""
-    decay, no_decay = [], []
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, betas=(0.9, 0.999),
+                    optimizer: str = "adamw") -> torch.optim.Optimizer:
+    """AdamW with weight decay on weight matrices only (not on biases, LayerNorms, class token, positions); with
+    ``optimizer="muon"``, the encoder blocks' weight matrices take Muon's steps instead (``muon.MuonAdamW``)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if optimizer == "muon" and not hasattr(model, "head"):
+        raise ValueError("optimizer muon is for the ViTs (the matrices of their encoder, not their head); "
+                         f"use adamw for {type(model).__name__}")
+    hidden, decay, no_decay = [], [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         is_matrix = param.ndim >= 2 and name.endswith("weight")  # Linear and Conv2d weights
-        (decay if is_matrix else no_decay).append(param)
+        use_muon = optimizer == "muon" and is_hidden_matrix(name, param)
+        (hidden if use_muon else decay if is_matrix else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if optimizer == "muon":
+        return MuonAdamW([{"params": hidden, "muon": True}, *groups], lr=lr, weight_decay=weight_decay, betas=betas)
     fused = all(p.is_cuda for p in decay + no_decay) and bool(decay + no_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
@@ -69,14 +83,15 @@ def rescheduled(scheduler: torch.optim.lr_scheduler.LambdaLR, epochs: int, steps
 
 def training_setup(
     model: nn.Module, lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 1.0,
-    weight_decay: float = 0.05, label_smoothing: float = 0.1, decay: str = "cosine",
-) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, nn.CrossEntropyLoss]:
+    weight_decay: float = 0.05, label_smoothing: float = 0.1, decay: str = "cosine", optimizer: str = "adamw",
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR, nn.CrossEntropyLoss]:
     """(optimizer, per-step warm-up + ``decay`` scheduler, label-smoothed loss) for ``epochs`` epochs of
-    ``steps_per_epoch`` steps; the warm-up is cut to the whole schedule if it would be longer."""
+    ``steps_per_epoch`` steps; the warm-up is cut to the whole schedule if it would be longer. ``optimizer``:
+    ``build_optimizer``'s."""
     if epochs < 1 or steps_per_epoch < 1:
         raise UserError(f"training needs at least one epoch of at least one step, got {epochs} epoch(s) of "
                         f"{steps_per_epoch} step(s): raise --epochs, or lower --batch-size below the training set size")
     steps = epochs * steps_per_epoch
-    optimizer = build_optimizer(model, lr, weight_decay)
-    scheduler = warmup_decay(optimizer, min(int(warmup_epochs * steps_per_epoch), steps), steps, decay)
-    return optimizer, scheduler, nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    built = build_optimizer(model, lr, weight_decay, optimizer=optimizer)
+    scheduler = warmup_decay(built, min(int(warmup_epochs * steps_per_epoch), steps), steps, decay)
+    return built, scheduler, nn.CrossEntropyLoss(label_smoothing=label_smoothing)

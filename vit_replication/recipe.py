@@ -20,7 +20,7 @@ from .data import DATASETS
 from .errors import UserError
 from .mimetic import INITS
 from .model import ATTENTIONS, CONFIGS, Runtime, ViTConfig, get_config
-from .optim import DECAYS
+from .optim import DECAYS, OPTIMIZERS
 from .pooling import POOLS
 from .precision import PRECISIONS
 
@@ -78,6 +78,7 @@ class TrainConfig:
     batch_size: int = 128  # the global batch (split over torchrun's processes)
     lr: float = 1e-3  # peak learning rate
     decay: str = "cosine"  # after the warm-up: "cosine" or "linear" to zero (optim.DECAYS)
+    optimizer: str = "adamw"  # "adamw", or "muon": Muon on the encoder's weight matrices (muon.MuonAdamW)
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
@@ -113,7 +114,7 @@ NON_NEGATIVE = ("weight_decay", "warmup_epochs", "grad_clip", "mixup", "cutmix",
 FRACTIONS = ("label_smoothing", "patch_dropout", "drop_path", "ema")  # in [0, 1)
 SHARES = ("low_res_fraction", "mixing_fraction", "patch_dropout_fraction")  # in [0, 1]
 CHOICES = {"dataset": DATASETS, "model": tuple(CONFIGS), "pool": POOLS, "attention": ("auto", *ATTENTIONS),
-           "decay": DECAYS, "init": INITS, "loader": LOADERS, "precision": PRECISIONS}
+           "decay": DECAYS, "optimizer": OPTIMIZERS, "init": INITS, "loader": LOADERS, "precision": PRECISIONS}
 
 
 def check(config: TrainConfig) -> None:
@@ -177,7 +178,11 @@ PRESETS["quick-cpu"] = PRESETS["cifar10-cpu"] | dict(model="vit_cifar_tiny", lr=
 # gains there; in a 100-epoch run on 10,000 images it fitted the training set faster and did not gain (README).
 # The head reads the mean of the patch tokens (pool="gap", the paper's App. D.3) instead of the class token: +1.5 and
 # +2.3 points in 30-epoch runs with two seeds (README); the class token stays in the sequence.
-PRESETS["short-cpu"] = PRESETS["quick-cpu"] | dict(low_res_fraction=0.85, init="mimetic", pool="gap")
+# The encoder's weight matrices take Muon's orthogonalised steps (muon.MuonAdamW; the rest stays on AdamW with the
+# same learning rate): +3.9 and +4.2 points at a fixed 30 epochs (learning rates 3e-3 and 6e-3, README), for steps
+# about a tenth slower here.
+PRESETS["short-cpu"] = PRESETS["quick-cpu"] | dict(low_res_fraction=0.85, init="mimetic", pool="gap",
+                                                   optimizer="muon")
 # The default drop_path per model: 0.1 in the from-scratch CIFAR-10 recipes of these two, 0 for any other model.
 DROP_PATH: dict[str, float] = {"vit_cifar": 0.1, "vit_s_cifar": 0.1}
 

@@ -70,6 +70,7 @@ HELP = {  # the command line's words for TrainConfig's fields (recipe.py documen
                    "timed training and evaluation steps (compilation included)",
     "lr": "peak learning rate",
     "decay": "the learning rate after the warm-up: cosine, or linear to zero",
+    "optimizer": "adamw, or muon: Muon's orthogonalised steps on the encoder's weight matrices, AdamW on the rest",
     "drop_path": "largest stochastic-depth rate (at the last layer); default: 0.1 for vit_cifar and vit_s_cifar, "
                  "else 0",
     "pool": "cls: the class token (Eq. 4); gap: the mean of the patch tokens; default: the config's",
@@ -219,7 +220,7 @@ def run(config: TrainConfig, command: str = "") -> tuple[ViT, dict]:
               f"({time.perf_counter() - start:.0f} s spent on data, model and timing)")
     optimizer, scheduler, loss_fn = training_setup(model, config.lr, plan.epochs, len(data.train_loader),
                                                    config.warmup_epochs, config.weight_decay,
-                                                   config.label_smoothing, config.decay)
+                                                   config.label_smoothing, config.decay, config.optimizer)
     ema = EMA(model, config.ema) if config.ema else None
 
     def phases(epochs: int, log: bool):
