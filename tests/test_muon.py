@@ -68,6 +68,9 @@ def test_build_optimizer_muon_takes_the_encoders_matrices_and_adamw_keeps_the_re
     assert sorted(decay) == ["embedding.patch_embedding.proj.weight", "head.weight"]  # Eq. 1's E, Eq. 4's head
     assert len(muon) + len(decay) + len(no_decay) == len(names)
     assert [group["weight_decay"] for group in optimizer.param_groups] == [0.05, 0.05, 0.0]
+    # orthogonalised in the run's format where that is bf16, else in fp32 (bf16 emulated on a CPU costs 10x)
+    assert optimizer.ns_dtype == torch.float32
+    assert build_optimizer(model, 1e-3, optimizer="muon", precision="bf16").ns_dtype == torch.bfloat16
     adamw = build_optimizer(model, 1e-3, weight_decay=0.05)
     assert isinstance(adamw, torch.optim.AdamW) and len(adamw.param_groups[0]["params"]) == len(muon) + len(decay)
     with pytest.raises(ValueError, match="optimizer must be one of adamw, muon"):

@@ -66,7 +66,8 @@ def planned_epochs(model: nn.Module, trained: nn.Module, train_loader, test_load
     if resumed is not None:
         return Plan(resumed.get("epochs_planned", config.epochs))
     optimizer, _, loss_fn = training_setup(model, config.lr, 1, len(train_loader), config.warmup_epochs,
-                                           config.weight_decay, config.label_smoothing, optimizer=config.optimizer)
+                                           config.weight_decay, config.label_smoothing, optimizer=config.optimizer,
+                                           precision=precision)
     return plan_epochs(trained, train_loader, test_loader, optimizer, loss_fn, config=config, device=device,
                        started=started, precision=precision, batch_transform=batch_transform)
 

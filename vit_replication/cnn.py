@@ -88,7 +88,8 @@ def train_cnn(config: TrainConfig, command: str = "") -> tuple[CNN, dict]:
                           started=start, precision=choice.precision, resumed=resumed)
     optimizer, scheduler, loss_fn = training_setup(model, config.lr, plan.epochs, len(data.train_loader),
                                                    config.warmup_epochs, config.weight_decay,
-                                                   config.label_smoothing, config.decay, config.optimizer)
+                                                   config.label_smoothing, config.decay, config.optimizer,
+                                                   choice.precision)
     plan, history = fit_planned(
         model, data.train_loader, data.test_loader, plan=plan, config=config, optimizer=optimizer,
         scheduler=scheduler, device=device, started=start, precision=choice.precision, loss_fn=loss_fn,

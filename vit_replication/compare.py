@@ -59,7 +59,7 @@ def expected_seconds(build: Callable[[], nn.Module], train_loader, test_loader, 
     model = build_for(build, recipe, device)
     optimizer, _, loss_fn = training_setup(model, recipe.lr, 1, len(train_loader), recipe.warmup_epochs,
                                            recipe.weight_decay, recipe.label_smoothing,
-                                           optimizer=recipe.optimizer)
+                                           optimizer=recipe.optimizer, precision=precision)
     low = low_res_epochs(recipe, recipe.epochs)
     seconds = 0.0
     for size, epochs in ((recipe.low_res_size, low), (None, recipe.epochs - low)):

@@ -19,9 +19,10 @@ OPTIMIZERS = ("adamw", "muon")
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, betas=(0.9, 0.999),
-                    optimizer: str = "adamw") -> torch.optim.Optimizer:
+                    optimizer: str = "adamw", precision: str = "fp32") -> torch.optim.Optimizer:
     """AdamW with weight decay on weight matrices only (not on biases, LayerNorms, class token, positions); with
-    ``optimizer="muon"``, the encoder blocks' weight matrices take Muon's steps instead (``muon.MuonAdamW``)."""
+    ``optimizer="muon"``, the encoder blocks' weight matrices take Muon's steps instead (``muon.MuonAdamW``),
+    orthogonalised in bf16 when the run's ``precision`` is bf16, else in fp32."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if optimizer == "muon" and not hasattr(model, "head"):
@@ -36,7 +37,9 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, bet
         (hidden if use_muon else decay if is_matrix else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if optimizer == "muon":
-        return MuonAdamW([{"params": hidden, "muon": True}, *groups], lr=lr, weight_decay=weight_decay, betas=betas)
+        ns_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        return MuonAdamW([{"params": hidden, "muon": True}, *groups], lr=lr, weight_decay=weight_decay, betas=betas,
+                         ns_dtype=ns_dtype)
     fused = all(p.is_cuda for p in decay + no_decay) and bool(decay + no_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
@@ -84,14 +87,15 @@ def rescheduled(scheduler: torch.optim.lr_scheduler.LambdaLR, epochs: int, steps
 def training_setup(
     model: nn.Module, lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 1.0,
     weight_decay: float = 0.05, label_smoothing: float = 0.1, decay: str = "cosine", optimizer: str = "adamw",
+    precision: str = "fp32",
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR, nn.CrossEntropyLoss]:
     """(optimizer, per-step warm-up + ``decay`` scheduler, label-smoothed loss) for ``epochs`` epochs of
-    ``steps_per_epoch`` steps; the warm-up is cut to the whole schedule if it would be longer. ``optimizer``:
-    ``build_optimizer``'s."""
+    ``steps_per_epoch`` steps; the warm-up is cut to the whole schedule if it would be longer. ``optimizer`` and
+    ``precision``: ``build_optimizer``'s."""
     if epochs < 1 or steps_per_epoch < 1:
         raise UserError(f"training needs at least one epoch of at least one step, got {epochs} epoch(s) of "
                         f"{steps_per_epoch} step(s): raise --epochs, or lower --batch-size below the training set size")
     steps = epochs * steps_per_epoch
-    built = build_optimizer(model, lr, weight_decay, optimizer=optimizer)
+    built = build_optimizer(model, lr, weight_decay, optimizer=optimizer, precision=precision)
     scheduler = warmup_decay(built, min(int(warmup_epochs * steps_per_epoch), steps), steps, decay)
     return built, scheduler, nn.CrossEntropyLoss(label_smoothing=label_smoothing)

@@ -220,7 +220,8 @@ def run(config: TrainConfig, command: str = "") -> tuple[ViT, dict]:
               f"({time.perf_counter() - start:.0f} s spent on data, model and timing)")
     optimizer, scheduler, loss_fn = training_setup(model, config.lr, plan.epochs, len(data.train_loader),
                                                    config.warmup_epochs, config.weight_decay,
-                                                   config.label_smoothing, config.decay, config.optimizer)
+                                                   config.label_smoothing, config.decay, config.optimizer,
+                                                   precision)
     ema = EMA(model, config.ema) if config.ema else None
 
     def phases(epochs: int, log: bool):

@@ -66,7 +66,8 @@ def train_variant(
     model = build_for(build, recipe, device)
     optimizer, scheduler, loss_fn = training_setup(model, recipe.lr, recipe.epochs, len(train_loader),
                                                    recipe.warmup_epochs, recipe.weight_decay,
-                                                   recipe.label_smoothing, recipe.decay, recipe.optimizer)
+                                                   recipe.label_smoothing, recipe.decay, recipe.optimizer,
+                                                   precision)
     before_epoch = epoch_schedule(recipe, recipe.epochs, model=model, train_loader=train_loader, log=False)
     if log:
         print(f"{name}: {count_parameters(model):,} parameters")
