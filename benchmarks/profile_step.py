@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = CONFIGS[args.model]
     torch.manual_seed(0)
     model = ViT(config, Runtime(attention=args.attention, dynamic_image_size=args.image_size != config.image_size))
-    optimizer, device = build_optimizer(model, 1e-3, optimizer=args.optimizer), torch.device("cpu")
+    optimizer = build_optimizer(model, 1e-3, optimizer=args.optimizer, precision=args.precision)
+    device = torch.device("cpu")
     forward = torch.compile(model) if args.compile else model
     raw = torch.rand(args.batch_size, 3, config.image_size, config.image_size)
     labels = torch.randint(0, config.num_classes, (args.batch_size,))

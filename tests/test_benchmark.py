@@ -92,6 +92,9 @@ def test_profiler_groups_operators_and_its_shares_add_up(tmp_path):
     assert result["step_tflops"] == training_flops(profile_step.CONFIGS["vit_cifar_tiny"], 8, 16) / \
         result["seconds_per_step"] / 1e12
     assert json.loads((tmp_path / "p.json").read_text())["model"] == "vit_cifar_tiny"
+    muon = profile_step.main(["--model", "vit_cifar_tiny", "--batch-size", "8", "--steps", "1", "--image-size", "16",
+                              "--precision", "fp32", "--optimizer", "muon"])
+    assert muon["optimizer"] == "muon" and result["optimizer"] == "adamw"
 
 
 scratch_curve = load("scratch_curve")
