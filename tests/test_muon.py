@@ -7,7 +7,7 @@ from torch import nn
 
 from vit_replication.cnn import CNN
 from vit_replication.model import ViT, get_config
-from vit_replication.muon import MuonAdamW, newton_schulz
+from vit_replication.muon import MuonAdamW, newton_schulz, orthogonalised
 from vit_replication.optim import build_optimizer
 
 
@@ -27,6 +27,18 @@ def test_newton_schulz_keeps_the_singular_vectors_and_brings_the_singular_values
     assert projected.diagonal().min() > 0.5 and off_diagonal.abs().max() < 0.05
 
 
+def test_orthogonalised_batches_by_shape_and_equals_newton_schulz_of_each_matrix_in_order():
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(16, 48), (48, 16), (16, 48), (32, 32), (48, 16), (16, 48)]  # shapes interleaved, repeated
+    updates = [torch.randn(shape, generator=generator, dtype=torch.float64) for shape in shapes]
+    results = orthogonalised(updates, steps=5, dtype=torch.float32)
+    assert [r.shape for r in results] == [u.shape for u in updates]
+    assert all(r.dtype == torch.float64 for r in results)  # returned in the updates' dtype
+    for update, result in zip(updates, results):
+        expected = newton_schulz(update.float(), steps=5).double()
+        torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-5)
+
+
 def two_params(seed: int) -> tuple[nn.Parameter, nn.Parameter]:
     generator = torch.Generator().manual_seed(seed)
     return nn.Parameter(torch.randn(48, 96, generator=generator)), nn.Parameter(torch.randn(96, generator=generator))
@@ -34,10 +46,10 @@ def two_params(seed: int) -> tuple[nn.Parameter, nn.Parameter]:
 
 def test_muon_adamw_steps_as_torch_muon_on_matrices_and_as_torch_adamw_on_the_rest():
     (matrix, vector), (matrix_ref, vector_ref) = two_params(0), two_params(0)
-    ours = MuonAdamW([{"params": [matrix], "muon": True}, {"params": [vector], "weight_decay": 0.0}], lr=0.01,
+    ours = MuonAdamW([{"params": [matrix], "muon": True}, {"params": [vector], "weight_decay": 0.2}], lr=0.01,
                      weight_decay=0.1)
     muon = torch.optim.Muon([matrix_ref], lr=0.01, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
-    adamw = torch.optim.AdamW([vector_ref], lr=0.01, weight_decay=0.0)
+    adamw = torch.optim.AdamW([vector_ref], lr=0.01, weight_decay=0.2)
     start = matrix.detach().clone()
     generator = torch.Generator().manual_seed(1)
     for _ in range(5):
@@ -46,7 +58,7 @@ def test_muon_adamw_steps_as_torch_muon_on_matrices_and_as_torch_adamw_on_the_re
             for param in params:
                 param.grad = grad.clone()
         ours.step(), muon.step(), adamw.step()
-    torch.testing.assert_close(vector, vector_ref)  # AdamW: the same arithmetic
+    torch.testing.assert_close(vector, vector_ref)  # AdamW: the same arithmetic, decoupled decay included
     # torch's Muon orthogonalises in bf16, this one in fp32: equal to bf16's precision of the 5 steps taken
     moved, difference = (matrix_ref - start).abs().max(), (matrix - matrix_ref).abs().max()
     assert moved > 0.02 and difference < 0.03 * moved

@@ -18,6 +18,7 @@ import math
 
 import torch
 from torch import nn
+from torch.optim.adam import adam
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Jordan et al.'s quintic iteration (as torch.optim.Muon's)
 
@@ -101,25 +102,24 @@ class MuonAdamW(torch.optim.Optimizer):
             param.add_(update, alpha=-group["lr"] * muon_scale(param.shape))
 
     def _adamw_step(self, params: list[torch.Tensor], group: dict) -> None:
-        """Adam's bias-corrected step (the weight decay was applied in ``step``)."""
-        (beta1, beta2), grads = group["betas"], [p.grad for p in params]
+        """Adam's bias-corrected step, by ``torch.optim.adam.adam`` (the weight decay was applied in ``step``)."""
         states = [self.state[p] for p in params]
         for state, param in zip(states, params):
             if "step" not in state:
                 state.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(param),
                              exp_avg_sq=torch.zeros_like(param))
-            state["step"] += 1
-        exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-        step = states[0]["step"].item()  # the parameters of a group step together
-        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-        denominators = torch._foreach_div(exp_avg_sqs, 1 - beta2 ** step)
-        torch._foreach_sqrt_(denominators)
-        torch._foreach_add_(denominators, group["eps"])
-        torch._foreach_addcdiv_(params, exp_avgs, denominators, value=-group["lr"] / (1 - beta1 ** step))
+        beta1, beta2 = group["betas"]
+        adam(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+             [], [s["step"] for s in states], foreach=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+             weight_decay=0.0, eps=group["eps"], maximize=False)
 
 
-def is_hidden_matrix(name: str, param: nn.Parameter) -> bool:
-    """Muon's parameters: the 2-D weights of the encoder's blocks (not the head's, not the embeddings')."""
-    return param.ndim == 2 and name.endswith("weight") and not name.startswith(("head", "embedding"))
+def hidden_matrices(model: nn.Module) -> set[str]:
+    """The names of Muon's parameters in a ViT: the 2-D weights of the encoder's blocks (Eqs. 2-3), not the head's
+    (Eq. 4) nor the embedding's (Eq. 1). A ``ValueError`` for a model without a ``head`` (the CNN), whose matrices
+    this rule cannot tell apart."""
+    if not hasattr(model, "head"):
+        raise ValueError("optimizer muon is for the ViTs (the matrices of their encoder, not their head); "
+                         f"use adamw for {type(model).__name__}")
+    return {name for name, param in model.named_parameters()
+            if param.ndim == 2 and name.endswith("weight") and not name.startswith(("head", "embedding"))}

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .muon import MuonAdamW, is_hidden_matrix
+from .muon import MuonAdamW, hidden_matrices
 
 OPTIMIZERS = ("adamw", "muon")
 
@@ -25,16 +25,13 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, bet
     orthogonalised in bf16 when the run's ``precision`` is bf16, else in fp32."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    if optimizer == "muon" and not hasattr(model, "head"):
-        raise ValueError("optimizer muon is for the ViTs (the matrices of their encoder, not their head); "
-                         f"use adamw for {type(model).__name__}")
+    muon_names = hidden_matrices(model) if optimizer == "muon" else set()
     hidden, decay, no_decay = [], [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         is_matrix = param.ndim >= 2 and name.endswith("weight")  # Linear and Conv2d weights
-        use_muon = optimizer == "muon" and is_hidden_matrix(name, param)
-        (hidden if use_muon else decay if is_matrix else no_decay).append(param)
+        (hidden if name in muon_names else decay if is_matrix else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if optimizer == "muon":
         ns_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
