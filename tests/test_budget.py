@@ -10,6 +10,7 @@ from vit_replication import budget
 from vit_replication.budget import (
     EPOCH_MARGIN,
     PLANNING_SHARE,
+    UNMEASURED_MARGIN,
     Plan,
     epochs_that_fit,
     plan_epochs,
@@ -120,15 +121,20 @@ def test_the_replan_scales_the_timed_steps_by_the_measured_first_epoch(monkeypat
     evaluated = Plan(10, {None: 1.0}, eval_step=2.5, save=0.0)
     assert replanned_epochs(evaluated, config, 70.0, 100.0, 40, 4) == 1 + 900 // 70
     # two sizes: the first (low-resolution) epoch took 20 s against 40 x 0.25 s, twice the timed steps, so a 16x16
-    # epoch takes 20 s and a 32x32 one 80 s; N epochs hold round(N / 2) at 16x16: 20 fit in the 980 s left
-    # (9 x 20 + 10 x 80 = 980), 21 do not (9 x 20 + 11 x 80)
+    # epoch takes 20 s and a 32x32 one, not measured yet, 1.1 x 2 x 40 s = 88 s (UNMEASURED_MARGIN); N epochs hold
+    # round(N / 2) at 16x16: 19 fit in the 980 s left (9 x 20 + 9 x 88 = 972), 20 do not (9 x 20 + 10 x 88)
     two = Plan(10, {None: 1.0, 16: 0.25})
     config = TrainConfig(time_budget=1000, loader="device", low_res_size=16, low_res_fraction=0.5, eval_every=100)
-    assert replanned_epochs(two, config, 20.0, 20.0, 40, 4) == 20
-    # a first epoch faster than its timed steps (5 s against 10 s) scales the 16x16 epochs to 5 s, but the 32x32
-    # ones, which no epoch has measured, keep EPOCH_MARGIN: 48 s each (not 20 s); 36 epochs fit in the 980 s left
-    # (17 x 5 + 18 x 48 = 949), 37 do not (round(18.5) = 18 at 16x16: 17 x 5 + 19 x 48 = 997)
-    assert EPOCH_MARGIN == 1.2 and replanned_epochs(two, config, 5.0, 20.0, 40, 4) == 36
+    assert replanned_epochs(two, config, 20.0, 20.0, 40, 4) == 19
+    # a first epoch faster than its timed steps (5 s against 10 s) scales the 16x16 epochs to 5 s, and the 32x32
+    # ones, which no epoch has measured, by UNMEASURED_MARGIN times that factor: 1.1 x 0.5 x 40 s = 22 s each (not
+    # EPOCH_MARGIN's 48 s); 72 epochs fit in the 980 s left (35 x 5 + 36 x 22 = 967), 73 do not (round(36.5) = 36
+    # at 16x16: 35 x 5 + 37 x 22 = 989)
+    assert UNMEASURED_MARGIN == 1.1 and replanned_epochs(two, config, 5.0, 20.0, 40, 4) == 72
+    # a first epoch slower than its timed steps (30 s against 10 s): the 32x32 epochs count 1.1 x 3 x 40 s = 132 s,
+    # more than the measured factor alone gives (120 s, with which 13 epochs would fill the 990 s left exactly:
+    # 5 x 30 + 7 x 120 = 990); 12 fit (5 x 30 + 6 x 132 = 942), 13 do not (5 x 30 + 7 x 132 = 1,074)
+    assert replanned_epochs(two, config, 30.0, 10.0, 40, 4) == 12
 
 
 def test_the_replan_keeps_at_least_two_epochs_and_grows_at_most_tenfold(monkeypatch):

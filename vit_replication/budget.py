@@ -35,6 +35,12 @@ PLANNING_SHARE = 0.05  # the timed steps take at most this share of the budget (
 MAX_TIMED_STEPS = 30  # per resolution, within PLANNING_SHARE
 # a whole epoch's steps take longer than the median timed step (measured: 17 % on the README's main job with fp32)
 EPOCH_MARGIN = 1.2
+# after the first epoch, the epochs at the other resolution (not measured yet) are counted at this many times the
+# first epoch's measured factor (its time over its timed steps): in four runs on an AVX2-only CPU the 32x32 epochs'
+# factor was 0.85-1.03 times the first 16x16 epoch's on average, 1.10 at most for a single epoch; in a fifth, while
+# the machine slowed (its 16x16 epochs too, by 17 %), 1.4-1.75, and that run overran its budget by 17 %, as it would
+# have with the margin of 1.2 kept before: no margin covers a machine whose speed drifts (README)
+UNMEASURED_MARGIN = 1.1
 REPLAN_MIN_EPOCHS = 4  # a first plan of fewer epochs is kept: one epoch is too large a share of it to correct by
 REPLAN_MAX_GROWTH = 10  # the second plan holds at most this many times the first plan's epochs
 
@@ -160,16 +166,16 @@ def replanned_epochs(plan: Plan, config: TrainConfig, first_seconds: float, spen
     """The epochs in all once the first has taken ``first_seconds`` (training, and its evaluation if it had one) and
     ``spent`` seconds of the budget are gone: the timed steps are scaled by how far they were off on that epoch (its
     measured training time over its planned steps, which replaces ``EPOCH_MARGIN`` at that epoch's resolution; at
-    the other, which no epoch has measured yet, the larger of the two is kept: the timed steps of the two sizes can
-    be off by different factors), and every further epoch is counted at its own resolution, with its evaluation and
-    checkpoint. Pure arithmetic, so that tests can give it any times; at least 2, at most ``REPLAN_MAX_GROWTH``
-    times the first plan."""
+    the other, which no epoch has measured yet, ``UNMEASURED_MARGIN`` times it: the timed steps of the two sizes can
+    be off by somewhat different factors), and every further epoch is counted at its own resolution, with its
+    evaluation and checkpoint. Pure arithmetic, so that tests can give it any times; at least 2, at most
+    ``REPLAN_MAX_GROWTH`` times the first plan."""
     first_size = config.low_res_size if low_res_epochs(config, plan.epochs) else None
     evaluation = plan.eval_step * test_batches
     first_train = first_seconds - evaluation * (config.eval_every == 1)
     margin = max(first_train, 0.0) / (train_batches * plan.train_steps[first_size])
-    # the other resolution has no measured epoch yet: its steps keep at least the first plan's margin
-    margins = {size: margin if size == first_size else max(margin, EPOCH_MARGIN) for size in plan.train_steps}
+    # the other resolution has no measured epoch yet: its steps are counted a little slower than the measured one's
+    margins = {size: margin if size == first_size else UNMEASURED_MARGIN * margin for size in plan.train_steps}
 
     def seconds(epochs: int) -> float:  # epochs 2..epochs, each at its size, with its evaluation and checkpoint
         low, total = low_res_epochs(config, epochs), 0.0

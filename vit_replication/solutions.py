@@ -209,11 +209,12 @@ OPEN_ANSWERS = {
     ),
     "05.3": (
         "Doubling MINUTES about doubles the epochs the planner fits (an epoch takes as long as before) and raises "
-        "the accuracy, by less with every further doubling. On the README's 2-core CPU, notebook 05's 10 minutes "
-        "reach about 74 % (32 epochs) and 30 minutes of the same preset from the command line about 80 % "
-        "(92-103 epochs), so 20 minutes should land in between, a few points above 10 minutes; on a CPU without "
-        "native bf16 every figure is lower. The schedule is planned for the whole run, so the longer "
-        "run is not the short one continued: its warm-up and cosine stretch over more steps. Without the "
+        "the accuracy, by less with every further doubling. On the README's 2-core CPU with bf16, notebook 05's "
+        "10 minutes reached 76.60 % (28 epochs) and 30 minutes of the same preset from the command line about "
+        "81.7 % (90-95 epochs), both with the cosine decay; on a CPU without native bf16 every figure is lower "
+        "(notebook 05 with the linear decay: 75.14 %, 15 epochs). 20 minutes should land in between, a few points "
+        "above 10 minutes. The schedule is planned for the whole run, so the longer run is not the short one "
+        "continued: its warm-up and decay stretch over more steps. Without the "
         "low-resolution phase (low_res_fraction=0) every epoch runs on 64 patch tokens instead of 16, about 3.7 "
         "times the cost of a 16x16 step, so far fewer epochs fit and the accuracy at equal time is lower: in the "
         "README's ablation (10 minutes, 10,000 images) 70 % of the epochs at 16x16 gave 56.55 % against 51.40 % "
