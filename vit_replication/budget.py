@@ -37,7 +37,7 @@ MAX_TIMED_STEPS = 30  # per resolution, within PLANNING_SHARE
 EPOCH_MARGIN = 1.2
 # after the first epoch, the epochs at the other resolution (not measured yet) are counted at this many times the
 # first epoch's measured factor (its time over its timed steps): in four runs on an AVX2-only CPU the 32x32 epochs'
-# factor was 0.85-1.03 times the first 16x16 epoch's on average, 1.10 at most for a single epoch; in a fifth, while
+# factor was 0.89-1.07 times the first 16x16 epoch's on average, 1.11 at most for a single epoch; in a fifth, while
 # the machine slowed (its 16x16 epochs too, by 17 %), 1.4-1.75, and that run overran its budget by 17 %, as it would
 # have with the margin of 1.2 kept before: no margin covers a machine whose speed drifts (README)
 UNMEASURED_MARGIN = 1.1
