@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vit_replication import transfer  # noqa: E402
 from vit_replication.precision_choice import choose_precision  # noqa: E402
+from vit_replication.report import machine  # noqa: E402
 from vit_replication.synthetic import SyntheticShapes  # noqa: E402
-from vit_replication.train import machine  # noqa: E402
 from vit_replication.trained import load_trained  # noqa: E402
 
 

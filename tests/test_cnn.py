@@ -12,7 +12,9 @@ from vit_replication.engine import evaluate, train_one_epoch
 from vit_replication.flops import forward_macs as vit_macs
 from vit_replication.model import CONFIGS, ViT, count_parameters
 from vit_replication.optim import build_optimizer
+from vit_replication.precision import cpuinfo_field
 from vit_replication.recipe import TrainConfig
+from vit_replication.report import machine
 
 
 def test_size_counted_by_hand_and_matched_to_the_cpu_vit():
@@ -58,6 +60,9 @@ def test_train_cnn_runs_the_vit_pipeline_and_writes_its_metrics(tmp_path, capsys
                   _test_batches(config))
     assert correct == round(metrics["test_acc"] * 32)  # the reported accuracy is the model's on the test set
     assert "precision fp32 (as asked)" in capsys.readouterr().out
+    # the hardware it ran on, as train.run records it: the CPU's model name and the threads PyTorch used
+    assert stored["machine"] == machine() and f"{torch.get_num_threads()} threads" in stored["machine"]
+    assert (cpuinfo_field("model name") or "") in stored["machine"]
 
 
 def _test_batches(config):

@@ -27,7 +27,7 @@ from .optim import training_setup
 from .pipeline import run_data
 from .precision_choice import PrecisionChoice, fastest_on_cpu, probe_model
 from .recipe import TrainConfig
-from .report import save_history, save_metrics
+from .report import machine, save_history, save_metrics
 
 CNN_WIDTHS = (32, 64, 128, 256)  # the stem's, then each group's
 
@@ -101,6 +101,7 @@ def train_cnn(config: TrainConfig, command: str = "") -> tuple[CNN, dict]:
                "parameters": parameters, "forward_macs_per_image": macs,
                "train_images": len(data.train_set), "test_images": len(data.test_set),
                "precision": choice.precision, "precision_reason": choice.reason, "command": command,
+               "machine": machine(),
                "args": config.to_dict(), "wall_seconds_this_run": time.perf_counter() - start}
     save_history(history, out)
     save_metrics(metrics, out)

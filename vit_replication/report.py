@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import platform
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from . import attention_maps, visualize
 from .augment import DeviceLoader, normalize
 from .data import sample_batch
 from .engine import confusion_matrix, predict
+from .precision import cpuinfo_field
 
 
 def save_history(history: dict[str, list], out: Path) -> None:
@@ -25,6 +27,14 @@ def save_history(history: dict[str, list], out: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(history)
         writer.writerows(zip(*history.values()))
+
+
+def machine() -> str:
+    """The hardware a run was made on, for its metrics: GPU name, or CPU model and the threads PyTorch used."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    cpu = cpuinfo_field("model name") or platform.processor() or platform.machine()
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def save_metrics(metrics: dict, out: Path) -> None:

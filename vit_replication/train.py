@@ -17,7 +17,6 @@ curves.png, predictions.png, confusion.png, attention_heads.png, rollout.png.
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import sys
 import time
@@ -39,7 +38,6 @@ from .mimetic import initialise
 from .model import ViT, config_dict, count_parameters
 from .optim import training_setup
 from .pipeline import run_data, whole_test_loader
-from .precision import cpuinfo_field
 from .precision_choice import choose_precision
 from .recipe import (
     CHOICES,
@@ -53,7 +51,7 @@ from .recipe import (
     model_config,
     model_runtime,
 )
-from .report import save_figures, save_history, save_metrics
+from .report import machine, save_figures, save_history, save_metrics
 from .trained import check_resumable, runtime_changes
 
 HELP = {  # the command line's words for TrainConfig's fields (recipe.py documents each)
@@ -142,14 +140,6 @@ def given_options(argv: list[str]) -> dict:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The ``TrainConfig`` of parsed arguments (without the command line's own --preset and --debug)."""
     return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-
-
-def machine() -> str:
-    """The hardware a run was made on, for its metrics: GPU name, or CPU model and the threads PyTorch used."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    cpu = cpuinfo_field("model name") or platform.processor() or platform.machine()
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def main(argv: list[str] | None = None) -> dict:
