@@ -12,7 +12,7 @@ from vit_replication.ema import EMA
 from vit_replication.engine import Checkpoints, confusion_matrix, evaluate, fit, train_one_epoch
 from vit_replication.errors import UserError
 from vit_replication.model import ViT
-from vit_replication.optim import build_optimizer, warmup_decay
+from vit_replication.optim import WSD_COOLDOWN, build_optimizer, warmup_decay
 from vit_replication.timing import time_steps
 
 
@@ -31,7 +31,7 @@ def test_warmup_decay_schedule():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="need 0 <= warmup_steps <= total_steps"):
         warmup_decay(optimizer, 5, 4)
-    with pytest.raises(ValueError, match="decay must be one of cosine, linear"):
+    with pytest.raises(ValueError, match="decay must be one of cosine, linear, wsd"):
         warmup_decay(optimizer, 1, 4, decay="step")
 
 
@@ -45,6 +45,19 @@ def test_linear_decay_falls_in_equal_steps_to_zero():
         scheduler.step()
     # warm-up 1.0, 2.0; then 8 steps from 2.0 down to 0 in equal steps of 0.25
     assert lrs == pytest.approx([1.0, 2.0, 2.0, 1.75, 1.5, 1.25, 1.0, 0.75, 0.5, 0.25, 0.0])
+
+
+def test_wsd_holds_the_peak_then_falls_along_a_line_over_the_last_fifth():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
+    scheduler = warmup_decay(optimizer, warmup_steps=2, total_steps=20, decay="wsd")
+    lrs = []
+    for _ in range(21):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # warm-up 1.0, 2.0; the peak held to step 16 (20 - 20 % of 20); then 4 steps from 2.0 down to 0 in steps of 0.5
+    assert lrs == pytest.approx([1.0] + [2.0] * 16 + [1.5, 1.0, 0.5, 0.0])
+    assert WSD_COOLDOWN == 0.2
 
 
 def test_optimizer_does_not_decay_biases_norms_tokens_positions(tiny_config):

@@ -21,7 +21,7 @@ from vit_replication.stats import mean_std, regularized_beta, t_two_sided_p, wel
     (dict(lr=0.0), "lr", "lr must be > 0, got 0.0"),
     (dict(ema=1.0), "ema", "ema must be in [0, 1), got 1.0"),
     (dict(mixing_fraction=1.5), "mixing_fraction", "mixing_fraction must be in [0, 1], got 1.5"),
-    (dict(decay="step"), "decay", "decay must be one of cosine, linear, got 'step'"),
+    (dict(decay="step"), "decay", "decay must be one of cosine, linear, wsd, got 'step'"),
     (dict(optimizer="sgd"), "optimizer", "optimizer must be one of adamw, muon, got 'sgd'"),
     (dict(model="vit_nothing"), "model", "model must be one of"),
     (dict(low_res_size=16), "low_res_size", "low_res_size needs loader device"),

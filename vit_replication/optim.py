@@ -41,7 +41,10 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, bet
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 
-DECAYS = ("cosine", "linear")
+DECAYS = ("cosine", "linear", "wsd")
+# decay="wsd" (warm-up, stable, decay: Hu et al. 2024; Haegele et al. 2024): the peak learning rate held until the
+# last WSD_COOLDOWN of the steps, then a straight line to zero over them (Haegele et al.'s 20 % cool-down)
+WSD_COOLDOWN = 0.2
 
 
 def warmup_decay(
@@ -49,7 +52,8 @@ def warmup_decay(
     min_lr_ratio: float = 0.0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Learning rate rising linearly over ``warmup_steps``, then falling to ``min_lr_ratio`` x peak along a cosine
-    or a straight line (``decay``; a linear decay to zero suits a fixed budget: Defazio et al. 2023)."""
+    or a straight line (``decay``; a linear decay to zero suits a fixed budget: Defazio et al. 2023), or held at the
+    peak and falling along a line over the last ``WSD_COOLDOWN`` of the ``total_steps`` ("wsd")."""
     if total_steps <= 0 or not 0 <= warmup_steps <= total_steps:
         raise ValueError(
             f"need 0 <= warmup_steps <= total_steps and total_steps > 0, got {warmup_steps}, {total_steps}"
@@ -57,10 +61,12 @@ def warmup_decay(
     if decay not in DECAYS:
         raise ValueError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
 
+    stable = max(warmup_steps, total_steps - round(WSD_COOLDOWN * total_steps)) if decay == "wsd" else warmup_steps
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        progress = min(max(step - stable, 0) / max(total_steps - stable, 1), 1.0)
         left = 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1 - progress
         return min_lr_ratio + (1 - min_lr_ratio) * left
 

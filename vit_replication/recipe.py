@@ -77,7 +77,7 @@ class TrainConfig:
     time_budget: float | None = None  # seconds for the whole run: as many epochs as fit (budget.plan_epochs)
     batch_size: int = 128  # the global batch (split over torchrun's processes)
     lr: float = 1e-3  # peak learning rate
-    decay: str = "cosine"  # after the warm-up: "cosine" or "linear" to zero (optim.DECAYS)
+    decay: str = "cosine"  # after the warm-up: "cosine", "linear" to zero, or "wsd" (optim.DECAYS)
     optimizer: str = "adamw"  # "adamw", or "muon": Muon on the encoder's weight matrices (muon.MuonAdamW)
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0

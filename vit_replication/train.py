@@ -67,7 +67,8 @@ HELP = {  # the command line's words for TrainConfig's fields (recipe.py documen
     "time_budget": "instead of --epochs: as many epochs as fit in this wall time for the whole run, planned from "
                    "timed training and evaluation steps (compilation included)",
     "lr": "peak learning rate",
-    "decay": "the learning rate after the warm-up: cosine, or linear to zero",
+    "decay": "the learning rate after the warm-up: cosine, or linear to zero, or wsd (held, then linear to zero over "
+             "the last 20 %% of the steps)",
     "optimizer": "adamw, or muon: Muon's orthogonalised steps on the encoder's weight matrices, AdamW on the rest",
     "drop_path": "largest stochastic-depth rate (at the last layer); default: 0.1 for vit_cifar and vit_s_cifar, "
                  "else 0",
