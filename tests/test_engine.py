@@ -35,26 +35,27 @@ def test_warmup_decay_schedule():
         warmup_decay(optimizer, 1, 4, decay="step")
 
 
-def test_linear_decay_falls_in_equal_steps_to_zero():
+def _learning_rates(steps: int, **schedule) -> list[float]:
+    """The learning rate of each of ``steps`` steps (and the one after them) of ``warmup_decay(**schedule)`` at a
+    peak of 2.0."""
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
-    scheduler = warmup_decay(optimizer, warmup_steps=2, total_steps=10, decay="linear")
+    scheduler = warmup_decay(optimizer, **schedule)
     lrs = []
-    for _ in range(11):
+    for _ in range(steps + 1):
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
+    return lrs
+
+
+def test_linear_decay_falls_in_equal_steps_to_zero():
+    lrs = _learning_rates(10, warmup_steps=2, total_steps=10, decay="linear")
     # warm-up 1.0, 2.0; then 8 steps from 2.0 down to 0 in equal steps of 0.25
     assert lrs == pytest.approx([1.0, 2.0, 2.0, 1.75, 1.5, 1.25, 1.0, 0.75, 0.5, 0.25, 0.0])
 
 
 def test_wsd_holds_the_peak_then_falls_along_a_line_over_the_last_fifth():
-    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
-    scheduler = warmup_decay(optimizer, warmup_steps=2, total_steps=20, decay="wsd")
-    lrs = []
-    for _ in range(21):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    lrs = _learning_rates(20, warmup_steps=2, total_steps=20, decay="wsd")
     # warm-up 1.0, 2.0; the peak held to step 16 (20 - 20 % of 20); then 4 steps from 2.0 down to 0 in steps of 0.5
     assert lrs == pytest.approx([1.0] + [2.0] * 16 + [1.5, 1.0, 0.5, 0.0])
     assert WSD_COOLDOWN == 0.2
