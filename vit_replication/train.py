@@ -36,7 +36,7 @@ from .errors import UserError, one_line
 from .flops import describe, forward_flops, run_training_flops
 from .mimetic import initialise
 from .model import ViT, config_dict, count_parameters
-from .optim import training_setup
+from .optim import WSD_COOLDOWN, training_setup
 from .pipeline import run_data, whole_test_loader
 from .precision_choice import choose_precision
 from .recipe import (
@@ -68,7 +68,7 @@ HELP = {  # the command line's words for TrainConfig's fields (recipe.py documen
                    "timed training and evaluation steps (compilation included)",
     "lr": "peak learning rate",
     "decay": "the learning rate after the warm-up: cosine, or linear to zero, or wsd (held, then linear to zero over "
-             "the last 20 %% of the steps)",
+             f"the last {100 * WSD_COOLDOWN:.0f} %% of the steps)",
     "optimizer": "adamw, or muon: Muon's orthogonalised steps on the encoder's weight matrices, AdamW on the rest",
     "drop_path": "largest stochastic-depth rate (at the last layer); default: 0.1 for vit_cifar and vit_s_cifar, "
                  "else 0",
