@@ -20,9 +20,9 @@ if __name__ == "__main__":
     args = train.parse_args(sys.argv[1:])
     replan = budget.replanned_epochs
 
-    def recorded(plan, config, first_seconds, spent, *args):  # what the re-plan was given, for the test to compare
-        epochs = replan(plan, config, first_seconds, spent, *args)
-        record = {"first_seconds": first_seconds, "spent": spent, "epochs": epochs}
+    def recorded(plan, config, epoch_seconds, spent, *args):  # what the re-plan was given, for the test to compare
+        epochs = replan(plan, config, epoch_seconds, spent, *args)
+        record = {"epoch_seconds": epoch_seconds, "spent": spent, "epochs": epochs}
         (Path(config.out) / f"replan{os.environ.get('RANK', 0)}.json").write_text(json.dumps(record))
         return epochs
 

@@ -13,13 +13,14 @@ from vit_replication.budget import (
     UNMEASURED_MARGIN,
     Plan,
     epochs_that_fit,
+    nearest_alike,
     plan_epochs,
     replannable,
     replanned_epochs,
 )
 from vit_replication.errors import UserError
 from vit_replication.model import ViT
-from vit_replication.recipe import ConfigError, TrainConfig
+from vit_replication.recipe import ConfigError, TrainConfig, trained_alike
 from vit_replication.timing import seconds_per_step
 
 
@@ -116,32 +117,64 @@ def test_the_replan_scales_the_timed_steps_by_the_measured_first_epoch(monkeypat
     # spent, the 900 s left hold epochs 2..16 (the evaluation, 4 batches of 0 s, and the checkpoint cost nothing)
     plan = Plan(10, {None: 1.0}, eval_step=0.0, save=0.0)
     config = TrainConfig(time_budget=1000, eval_every=1)
-    assert replanned_epochs(plan, config, 60.0, 100.0, 40, 4) == 16
+    assert replanned_epochs(plan, config, [60.0], 100.0, 40, 4) == 16
     # the first epoch's evaluation (4 batches of 2.5 s, eval_every 1) is not training: the same 60 s of training
     evaluated = Plan(10, {None: 1.0}, eval_step=2.5, save=0.0)
-    assert replanned_epochs(evaluated, config, 70.0, 100.0, 40, 4) == 1 + 900 // 70
+    assert replanned_epochs(evaluated, config, [70.0], 100.0, 40, 4) == 1 + 900 // 70
     # two sizes: the first (low-resolution) epoch took 20 s against 40 x 0.25 s, twice the timed steps, so a 16x16
     # epoch takes 20 s and a 32x32 one, not measured yet, 1.1 x 2 x 40 s = 88 s (UNMEASURED_MARGIN); N epochs hold
     # round(N / 2) at 16x16: 19 fit in the 980 s left (9 x 20 + 9 x 88 = 972), 20 do not (9 x 20 + 10 x 88)
     two = Plan(10, {None: 1.0, 16: 0.25})
     config = TrainConfig(time_budget=1000, loader="device", low_res_size=16, low_res_fraction=0.5, eval_every=100)
-    assert replanned_epochs(two, config, 20.0, 20.0, 40, 4) == 19
+    assert replanned_epochs(two, config, [20.0], 20.0, 40, 4) == 19
     # a first epoch faster than its timed steps (5 s against 10 s) scales the 16x16 epochs to 5 s, and the 32x32
     # ones, which no epoch has measured, by UNMEASURED_MARGIN times that factor: 1.1 x 0.5 x 40 s = 22 s each (not
     # EPOCH_MARGIN's 48 s); 72 epochs fit in the 980 s left (35 x 5 + 36 x 22 = 967), 73 do not (round(36.5) = 36
     # at 16x16: 35 x 5 + 37 x 22 = 989)
-    assert UNMEASURED_MARGIN == 1.1 and replanned_epochs(two, config, 5.0, 20.0, 40, 4) == 72
+    assert UNMEASURED_MARGIN == 1.1 and replanned_epochs(two, config, [5.0], 20.0, 40, 4) == 72
     # a first epoch slower than its timed steps (30 s against 10 s): the 32x32 epochs count 1.1 x 3 x 40 s = 132 s,
     # more than the measured factor alone gives (120 s, with which 13 epochs would fill the 990 s left exactly:
     # 5 x 30 + 7 x 120 = 990); 12 fit (5 x 30 + 6 x 132 = 942), 13 do not (5 x 30 + 7 x 132 = 1,074)
-    assert replanned_epochs(two, config, 30.0, 10.0, 40, 4) == 12
+    assert replanned_epochs(two, config, [30.0], 10.0, 40, 4) == 12
+
+
+def test_a_later_replan_scales_the_timed_steps_by_the_last_epochs_at_the_latest_resolution(monkeypatch):
+    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
+    # five 16x16 epochs of a 10-epoch plan (16x16 for the first 5), the machine slowing: 10, 10, 10, 20, 20 s
+    # against 40 x 0.25 s timed. The last three (REPLAN_WINDOW) took 50 s for 30 s timed, so a 16x16 epoch counts
+    # 50 / 3 s and a 32x32 one 1.1 x 5/3 x 40 s = 220 / 3 s. In the 900 s left, 21 epochs fit (16x16 up to the
+    # 10th, round(10.5) = 10: 5 x 50/3 + 11 x 220/3 = 890 s); 22 do not (6 x 50/3 + 11 x 220/3 = 906.7 s). All five
+    # epochs' mean (14 s) would have counted the machine faster than it now is, and planned 25
+    plan = Plan(10, {None: 1.0, 16: 0.25})
+    config = TrainConfig(time_budget=1000, loader="device", low_res_size=16, low_res_fraction=0.5, eval_every=100)
+    assert budget.REPLAN_WINDOW == 3 and replanned_epochs(plan, config, [10, 10, 10, 20, 20], 100.0, 40, 4) == 21
+    # the evaluation of the 5th epoch (eval_every 5: 4 batches of 2.5 s) is not training: the same answer
+    evaluated = TrainConfig(time_budget=1000, loader="device", low_res_size=16, low_res_fraction=0.5, eval_every=5)
+    plan = Plan(10, {None: 1.0, 16: 0.25}, eval_step=2.5)
+    # (the evaluations to come, after epochs 10, 15 and 20 and the last, 10 s each, leave room for 20 epochs)
+    assert replanned_epochs(plan, evaluated, [10, 10, 10, 20, 30], 100.0, 40, 4) == 20
+
+
+def test_a_plan_changes_only_to_one_under_which_the_epochs_so_far_trained_alike():
+    # decay wsd, 10 steps an epoch: a plan of E epochs holds the peak for 8E steps, so 5 epochs done (50 steps)
+    # trained alike under 7 epochs or more (56 steps), not under 6 (48)
+    wsd = TrainConfig(time_budget=100, decay="wsd")
+    assert trained_alike(wsd, 10, 7, 5, 10) and not trained_alike(wsd, 10, 6, 5, 10)
+    assert nearest_alike(wsd, 10, 4, 5, 10) == 7 and nearest_alike(wsd, 10, 30, 5, 10) == 30
+    # the cosine falls from the warm-up's end: after its first epoch (all warm-up), never again
+    cosine = TrainConfig(time_budget=100)
+    assert trained_alike(cosine, 10, 20, 1, 10) and not trained_alike(cosine, 10, 20, 2, 10)
+    assert nearest_alike(cosine, 10, 20, 2, 10) == 10
+    # the phases too: 16x16 for the first half, so epoch 5 (from 0) is at 16x16 in 12 epochs, at 32x32 in 10
+    low = TrainConfig(time_budget=100, decay="wsd", loader="device", low_res_size=16, low_res_fraction=0.5)
+    assert trained_alike(low, 12, 11, 5, 10) and not trained_alike(low, 12, 10, 6, 10)
 
 
 def test_the_replan_keeps_at_least_two_epochs_and_grows_at_most_tenfold(monkeypatch):
     monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
     plan, config = Plan(5, {None: 1.0}), TrainConfig(time_budget=1000)
-    assert replanned_epochs(plan, config, 900.0, 990.0, 40, 4) == 2  # nothing left: the epoch under way ends
-    assert replanned_epochs(plan, config, 0.0, 1.0, 40, 4) == 50  # a measured 0 s (a fake clock): the cap
+    assert replanned_epochs(plan, config, [900.0], 990.0, 40, 4) == 2  # nothing left: the epoch under way ends
+    assert replanned_epochs(plan, config, [0.0], 1.0, 40, 4) == 50  # a measured 0 s (a fake clock): the cap
 
 
 def test_only_a_timed_plan_of_enough_epochs_whose_first_epoch_is_warm_up_is_corrected():

@@ -197,10 +197,41 @@ def test_cli_time_budget_plans_again_after_the_first_epoch_and_trains_like_a_fix
     out = capsys.readouterr().out
     assert seen == [5] and "5 epochs planned" in out and "7 epochs in all (planned before it: 5)" in out
     assert "the first 4 of 7 epochs at 16x16 pixels" in out
-    assert planned["epochs"] == 7 and planned["plan"]["epochs"] == 5 and planned["plan"]["epochs_after_first"] == 7
+    assert planned["epochs"] == 7 and planned["plan"]["epochs"] == 5 and planned["plan"]["replans"] == [[1, 7]]
     fixed = train.main(ARGS + recipe + ["--epochs", "7", "--out", str(tmp_path / "fixed")])
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("budget", "fixed"))
     assert a["epochs_planned"] == b["epochs_planned"] == 7
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["history"]["lr"] == b["history"]["lr"] and planned["test_acc"] == fixed["test_acc"]
+
+
+def test_cli_time_budget_with_wsd_plans_again_while_the_peak_is_held_and_trains_like_a_fixed_epoch_run(
+        tmp_path, monkeypatch, capsys, no_figures):
+    # as above, 5 epochs planned; the re-plans are replaced: 10 after the first epoch, 8 after every later one. With
+    # --decay wsd (2 steps an epoch) a plan of E epochs holds the peak for its first 2E - round(0.4E) steps, so the
+    # run can change its plan after every epoch that ends by then: after epochs 1-6 of the 8-epoch plan (13 steps),
+    # and the epochs already trained are those of an 8-epoch run (16x16 for the first 4 of 8, as for 5 of 10)
+    monkeypatch.setattr(budget, "time_steps", lambda *args, **kwargs: (100.0, 0.5))
+    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
+    seen = []
+
+    def replanned(plan, config, epoch_seconds, *args):
+        seen.append((plan.epochs, len(epoch_seconds)))
+        return 10 if len(epoch_seconds) == 1 else 8
+
+    monkeypatch.setattr(budget, "replanned_epochs", replanned)
+    recipe = ["--loader", "device", "--low-res-size", "16", "--low-res-fraction", "0.5", "--decay", "wsd"]
+    argv = ARGS + recipe + ["--time-budget", str(5 * (200 * budget.EPOCH_MARGIN + 0.5) + 0.5 + 100)]
+    planned = train.main(argv + ["--out", str(tmp_path / "budget")])
+    out = capsys.readouterr().out
+    assert seen == [(5, 1), (10, 2), (8, 3), (8, 4), (8, 5), (8, 6)]
+    assert "10 epochs in all (planned before it: 5)" in out and "epoch 2 took" in out
+    assert "8 epochs in all (planned before it: 10)" in out and "the first 4 of 8 epochs at 16x16 pixels" in out
+    assert planned["epochs"] == 8 and planned["plan"]["replans"] == [[1, 10], [2, 8]]
+    fixed = train.main(ARGS + recipe + ["--epochs", "8", "--out", str(tmp_path / "fixed")])
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("budget", "fixed"))
+    assert a["epochs_planned"] == b["epochs_planned"] == 8
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert a["history"]["lr"] == b["history"]["lr"] and planned["test_acc"] == fixed["test_acc"]

@@ -4,8 +4,10 @@ The plan is made before training: a few training and evaluation steps are timed 
 model and optimizer back as they were), and a checkpoint write; what is left of the budget, after the final
 evaluation and the figures, divided by the time of one epoch, is the number of epochs (``plan_epochs``). A few timed
 steps are a noisy measure of a whole epoch, so the plan is made again after the first epoch, from that epoch's
-measured time (``replanned_epochs``; ``fit_planned`` trains both parts). The first epoch is the same under any plan
-(it is the warm-up, in the recipe's first phase), so the run equals a ``--epochs N`` run with the final N.
+measured time (``replanned_epochs``; ``fit_planned`` trains the parts). The first epoch is the same under any plan
+(it is the warm-up, in the recipe's first phase), so the run equals a ``--epochs N`` run with the final N. With the
+"wsd" decay the peak learning rate after the warm-up is the same under any plan too, so the plan is made again after
+every epoch while it is held (``recipe.trained_alike``), from the latest epochs' times.
 
 Planning is bounded: the timed steps take at most ``PLANNING_SHARE`` of the budget, and a budget that cannot hold
 one epoch is reported after the first timed step, with the step time that was measured.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -27,7 +29,7 @@ from .distributed import all_reduce_max
 from .engine import Checkpoints, fit, unwrap
 from .optim import rescheduled, training_setup
 from .precision import grad_scaler
-from .recipe import ConfigError, TrainConfig, first_epoch, low_res_epochs
+from .recipe import ConfigError, TrainConfig, low_res_epochs, trained_alike
 from .timing import time_steps
 
 FIGURES_SECONDS = 10.0  # kept free at the end of a --time-budget run for plotting the figures
@@ -42,7 +44,8 @@ EPOCH_MARGIN = 1.2
 # have with the margin of 1.2 kept before: no margin covers a machine whose speed drifts (README)
 UNMEASURED_MARGIN = 1.1
 REPLAN_MIN_EPOCHS = 4  # a first plan of fewer epochs is kept: one epoch is too large a share of it to correct by
-REPLAN_MAX_GROWTH = 10  # the second plan holds at most this many times the first plan's epochs
+REPLAN_MAX_GROWTH = 10  # a new plan holds at most this many times the epochs of the plan it corrects
+REPLAN_WINDOW = 3  # a later plan scales the timed steps by the last this many epochs at the latest resolution
 
 
 @dataclass
@@ -54,11 +57,12 @@ class Plan:
     train_steps: dict = field(default_factory=dict)  # empty: not planned from timings (fixed or resumed epochs)
     eval_step: float = 0.0
     save: float = 0.0
+    replans: list = field(default_factory=list)  # [after epoch, epochs in all] for each change made while training
 
     def to_dict(self) -> dict:
         """For metrics.json: the plan's epochs and timings (sizes as text)."""
         return {"epochs": self.epochs, "train_steps": {str(k): v for k, v in self.train_steps.items()},
-                "eval_step": self.eval_step, "save": self.save}
+                "eval_step": self.eval_step, "save": self.save, "replans": self.replans}
 
 
 def planned_epochs(model: nn.Module, trained: nn.Module, train_loader, test_loader, *, config: TrainConfig,
@@ -155,41 +159,53 @@ def epochs_that_fit(time_budget: float, train_batches: int, test_batches: int, t
 
 
 def replannable(plan: Plan, config: TrainConfig, steps_per_epoch: int) -> bool:
-    """Whether the plan is corrected after the first epoch: it was timed, holds ``REPLAN_MIN_EPOCHS`` or more, and
-    its first epoch is all warm-up (``recipe.first_epoch``: the same for any plan of 2 epochs or more)."""
-    return (bool(plan.train_steps) and plan.epochs >= REPLAN_MIN_EPOCHS and config.warmup_epochs >= 1
-            and first_epoch(config, plan.epochs, steps_per_epoch) == first_epoch(config, 2, steps_per_epoch))
+    """Whether the plan is corrected as it trains: it was timed, holds ``REPLAN_MIN_EPOCHS`` or more, and its first
+    epoch trains as under any plan of 2 epochs or more (``recipe.trained_alike``: all warm-up, in the same phase)."""
+    return (bool(plan.train_steps) and plan.epochs >= REPLAN_MIN_EPOCHS
+            and trained_alike(config, plan.epochs, 2, 1, steps_per_epoch))
 
 
-def replanned_epochs(plan: Plan, config: TrainConfig, first_seconds: float, spent: float, train_batches: int,
+def replanned_epochs(plan: Plan, config: TrainConfig, epoch_seconds: list[float], spent: float, train_batches: int,
                      test_batches: int) -> int:
-    """The epochs in all once the first has taken ``first_seconds`` (training, and its evaluation if it had one) and
-    ``spent`` seconds of the budget are gone: the timed steps are scaled by how far they were off on that epoch (its
-    measured training time over its planned steps, which replaces ``EPOCH_MARGIN`` at that epoch's resolution; at
-    the other, which no epoch has measured yet, ``UNMEASURED_MARGIN`` times it: the timed steps of the two sizes can
-    be off by somewhat different factors), and every further epoch is counted at its own resolution, with its
-    evaluation and checkpoint. Pure arithmetic, so that tests can give it any times; at least 2, at most
-    ``REPLAN_MAX_GROWTH`` times the first plan."""
-    first_size = config.low_res_size if low_res_epochs(config, plan.epochs) else None
-    evaluation = plan.eval_step * test_batches
-    first_train = first_seconds - evaluation * (config.eval_every == 1)
-    margin = max(first_train, 0.0) / (train_batches * plan.train_steps[first_size])
-    # the other resolution has no measured epoch yet: its steps are counted a little slower than the measured one's
-    margins = {size: margin if size == first_size else UNMEASURED_MARGIN * margin for size in plan.train_steps}
+    """The epochs in all once the epochs so far have taken ``epoch_seconds`` (each: training, and its evaluation if
+    it had one) and ``spent`` seconds of the budget are gone. The timed steps are scaled by how far they were off on
+    the last ``REPLAN_WINDOW`` epochs at the latest epoch's resolution (their measured training time over their
+    planned steps, which replaces ``EPOCH_MARGIN`` there; recent epochs, as a machine's speed drifts); at the other
+    resolution, if no epoch has measured it yet, ``UNMEASURED_MARGIN`` times that (the timed steps of the two sizes
+    can be off by somewhat different factors). Every further epoch is counted at its own resolution, with its
+    evaluation and checkpoint. Pure arithmetic, so that tests can give it any times; at least one epoch more than
+    those done, at most ``REPLAN_MAX_GROWTH`` times the plan it corrects (``plan``)."""
+    done, evaluation = len(epoch_seconds), plan.eval_step * test_batches
+    sizes = [config.low_res_size if epoch < low_res_epochs(config, plan.epochs) else None for epoch in range(done)]
+    trained = [seconds - evaluation * ((epoch + 1) % config.eval_every == 0)
+               for epoch, seconds in enumerate(epoch_seconds)]
+    recent = [epoch for epoch in range(done) if sizes[epoch] == sizes[-1]][-REPLAN_WINDOW:]
+    margin = max(sum(trained[epoch] for epoch in recent), 0.0) / (
+        len(recent) * train_batches * plan.train_steps[sizes[-1]])
+    # a resolution no epoch has measured is counted a little slower than the measured one
+    margins = {size: margin if size == sizes[-1] else UNMEASURED_MARGIN * margin for size in plan.train_steps}
 
-    def seconds(epochs: int) -> float:  # epochs 2..epochs, each at its size, with its evaluation and checkpoint
+    def seconds(epochs: int) -> float:  # the epochs after those done, each at its size, with its evaluation and save
         low, total = low_res_epochs(config, epochs), 0.0
-        for epoch in range(2, epochs + 1):
+        for epoch in range(done + 1, epochs + 1):
             size = config.low_res_size if epoch <= low else None
             total += margins[size] * train_batches * plan.train_steps[size]
             total += evaluation * (epoch % config.eval_every == 0 or epoch == epochs)
             total += plan.save * (epoch % config.save_every == 0 or epoch == epochs)
         return total
 
-    left, epochs = config.time_budget - spent - FIGURES_SECONDS, 2
+    left, epochs = config.time_budget - spent - FIGURES_SECONDS, done + 1
     while epochs < REPLAN_MAX_GROWTH * plan.epochs and seconds(epochs + 1) <= left:
         epochs += 1
     return epochs
+
+
+def nearest_alike(config: TrainConfig, epochs: int, wanted: int, done: int, steps_per_epoch: int) -> int:
+    """The number of epochs nearest ``wanted`` (the fewer, of two as near) under which the ``done`` epochs trained
+    so far would have trained alike (``recipe.trained_alike``): ``epochs`` itself at worst."""
+    alike = [epochs] + [other for other in range(done + 1, max(epochs, wanted) + 1)
+                        if other != epochs and trained_alike(config, epochs, other, done, steps_per_epoch)]
+    return min(alike, key=lambda other: (abs(other - wanted), other))
 
 
 def fit_planned(model: nn.Module, train_loader, test_loader, *, plan: Plan, config: TrainConfig, optimizer,
@@ -197,34 +213,45 @@ def fit_planned(model: nn.Module, train_loader, test_loader, *, plan: Plan, conf
                 checkpoints: Checkpoints | None = None, resume: dict | None = None,
                 phases: Callable[[int, bool], Callable | None] | None = None, log: bool = True, **options
                 ) -> tuple[Plan, dict]:
-    """``engine.fit`` for the plan's epochs, corrected after the first when ``replannable``: the first epoch is
-    trained, ``replanned_epochs`` counts the epochs from its measured time (the slowest process's under torchrun),
-    and training goes on under the learning-rate schedule and phases of the new number (``optim.rescheduled``;
-    ``phases(epochs, log)`` gives ``fit``'s ``before_epoch``). ``resume`` and ``options`` go to ``fit``. Returns the
-    final plan and the history."""
-    scaler, epochs = grad_scaler(device, precision), plan.epochs
+    """``engine.fit`` for the plan's epochs, corrected as it trains when ``replannable``: after the first epoch, and
+    after every further one that still trains alike under other plans (``recipe.trained_alike``: with the "wsd"
+    decay, while the peak learning rate is held), ``replanned_epochs`` counts the epochs from the measured times
+    (the slowest process's under torchrun), ``nearest_alike`` keeps the run exact, and training goes on under the
+    learning-rate schedule and phases of the new number (``optim.rescheduled``; ``phases(epochs, log)`` gives
+    ``fit``'s ``before_epoch``). ``resume`` and ``options`` go to ``fit``. Returns the final plan (its ``replans``:
+    each change, after which epoch, to how many) and the history."""
+    scaler, epochs, steps = grad_scaler(device, precision), plan.epochs, len(train_loader)
     common = dict(device=device, precision=precision, scaler=scaler, checkpoints=checkpoints, log=log) | options
 
     def before(epochs: int, log_phases: bool):
         return phases(epochs, log_phases) if phases is not None else None
 
-    if not replannable(plan, config, len(train_loader)):
+    if not replannable(plan, config, steps):
         return plan, fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=epochs,
                          resume=resume, before_epoch=before(epochs, log), **common)
-    history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=epochs,
-                  until=1, before_epoch=before(epochs, False), **common)
-    measured = [history["epoch_time"][0], time.perf_counter() - started]
-    first_seconds, spent = all_reduce_max(torch.tensor(measured, device=device)).tolist()
-    new = replanned_epochs(plan, config, first_seconds, spent, len(train_loader), len(test_loader))
-    if first_epoch(config, new, len(train_loader)) != first_epoch(config, epochs, len(train_loader)):
-        new = epochs  # a plan whose first epoch would have differed is not the run's: keep the first
-    if log:
-        print(f"--time-budget: the first epoch took {first_seconds:.1f} s; {new} epochs in all "
-              f"(planned before it: {epochs})")
-    if new != epochs:
-        scheduler = rescheduled(scheduler, new, len(train_loader), config.warmup_epochs, config.decay)
-        if checkpoints is not None:
-            checkpoints.extra_state["epochs_planned"] = new
-    history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=new,
-                  resume={"epoch": 1, "history": history}, before_epoch=before(new, log), **common)
-    return Plan(new, plan.train_steps, plan.eval_step, plan.save), history
+    history, done, replans, announce = None, 0, [], False
+    while True:
+        # train one more epoch while a plan of another length could still take over after it, else to the end
+        until = done + 1 if trained_alike(config, epochs, epochs, done + 1, steps) else None
+        history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=epochs,
+                      until=until, resume=resume if done == 0 else {"epoch": done, "history": history},
+                      before_epoch=before(epochs, log and announce), **common)
+        done = len(history["epoch"])
+        if until is None or done >= epochs:
+            return replace(plan, epochs=epochs, replans=replans), history
+        measured = all_reduce_max(torch.tensor([*history["epoch_time"], time.perf_counter() - started],
+                                               device=device)).tolist()
+        wanted = replanned_epochs(replace(plan, epochs=epochs), config, measured[:-1], measured[-1], steps,
+                                  len(test_loader))
+        new = nearest_alike(config, epochs, wanted, done, steps)
+        announce = done == 1 or new != epochs
+        if log and announce:
+            took = "the first epoch took" if done == 1 else f"epoch {done} took"
+            print(f"--time-budget: {took} {measured[done - 1]:.1f} s; {new} epochs in all (planned before it: "
+                  f"{epochs})")
+        if new != epochs:
+            replans.append([done, new])
+            scheduler = rescheduled(scheduler, new, steps, config.warmup_epochs, config.decay)
+            if checkpoints is not None:
+                checkpoints.extra_state["epochs_planned"] = new
+            epochs = new

@@ -47,6 +47,12 @@ DECAYS = ("cosine", "linear", "wsd")
 WSD_COOLDOWN = 0.2
 
 
+def decay_start(warmup_steps: int, total_steps: int, decay: str) -> int:
+    """The step from which the learning rate falls: the warm-up's end, or for "wsd" the start of its cool-down (the
+    peak is held until then). Up to it, schedules of any ``total_steps`` give the same learning rates."""
+    return max(warmup_steps, total_steps - round(WSD_COOLDOWN * total_steps)) if decay == "wsd" else warmup_steps
+
+
 def warmup_decay(
     optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, decay: str = "cosine",
     min_lr_ratio: float = 0.0,
@@ -61,7 +67,7 @@ def warmup_decay(
     if decay not in DECAYS:
         raise ValueError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
 
-    stable = max(warmup_steps, total_steps - round(WSD_COOLDOWN * total_steps)) if decay == "wsd" else warmup_steps
+    stable = decay_start(warmup_steps, total_steps, decay)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -76,8 +82,9 @@ def warmup_decay(
 def rescheduled(scheduler: torch.optim.lr_scheduler.LambdaLR, epochs: int, steps_per_epoch: int,
                 warmup_epochs: float = 1.0, decay: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
     """The schedule of ``training_setup`` for ``epochs`` epochs instead, on the same optimizer, continuing at the
-    step ``scheduler`` has reached (the optimizer's learning rates kept as they are). Exact while that step is in
-    the warm-up or at its end, where the schedules of any length agree (``budget.fit_planned`` uses it there)."""
+    step ``scheduler`` has reached (the optimizer's learning rates kept as they are). Exact up to ``decay_start`` of
+    both lengths, where the schedules agree: in the warm-up, and for "wsd" while the peak is held
+    (``budget.fit_planned`` uses it there)."""
     optimizer, steps = scheduler.optimizer, epochs * steps_per_epoch
     lrs = [group["lr"] for group in optimizer.param_groups]
     new = warmup_decay(optimizer, min(int(warmup_epochs * steps_per_epoch), steps), steps, decay)

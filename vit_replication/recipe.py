@@ -20,7 +20,7 @@ from .data import DATASETS
 from .errors import UserError
 from .mimetic import INITS
 from .model import ATTENTIONS, CONFIGS, Runtime, ViTConfig, get_config
-from .optim import DECAYS, OPTIMIZERS
+from .optim import DECAYS, OPTIMIZERS, decay_start
 from .pooling import POOLS
 from .precision import PRECISIONS
 
@@ -238,13 +238,26 @@ def dropout_epochs(config: TrainConfig, epochs: int) -> int:
     return phase_epochs(config.patch_dropout_fraction, epochs) if config.patch_dropout else epochs
 
 
-def first_epoch(config: TrainConfig, epochs: int, steps_per_epoch: int) -> tuple:
-    """What the first of ``epochs`` epochs is trained with: low resolution, patch dropout, MixUp/CutMix (each on or
-    off) and the warm-up's length in steps. Two plans whose first epochs agree on it train that epoch alike
-    (``budget.fit_planned`` re-plans after it)."""
-    mixing = (config.mixup or config.cutmix) and phase_epochs(config.mixing_fraction, epochs) > 0
-    return (low_res_epochs(config, epochs) > 0, dropout_epochs(config, epochs) > 0, bool(mixing),
-            min(int(config.warmup_epochs * steps_per_epoch), epochs * steps_per_epoch))
+def epoch_phases(config: TrainConfig, epochs: int, epoch: int) -> tuple[bool, bool, bool]:
+    """Whether epoch ``epoch`` (from 0) of a run of ``epochs`` trains at low resolution, with patch dropout and with
+    MixUp/CutMix (``epoch_schedule``'s phases)."""
+    mixing = bool(config.mixup or config.cutmix) and epoch < phase_epochs(config.mixing_fraction, epochs)
+    return epoch < low_res_epochs(config, epochs), epoch < dropout_epochs(config, epochs), mixing
+
+
+def trained_alike(config: TrainConfig, epochs: int, other: int, done: int, steps_per_epoch: int) -> bool:
+    """Whether the first ``done`` epochs train alike in a run of ``epochs`` and one of ``other`` epochs: in the same
+    phases and at the same learning rates, which hold up to ``optim.decay_start`` (the warm-up, and for the "wsd"
+    decay the peak after it). Then a run may change its plan from one to the other after ``done`` epochs
+    (``budget.fit_planned``) and train as if it had had the second from the start."""
+    def warmup(total: int) -> int:
+        return min(int(config.warmup_epochs * steps_per_epoch), total * steps_per_epoch)
+
+    def start(total: int) -> int:
+        return decay_start(warmup(total), total * steps_per_epoch, config.decay)
+
+    return (warmup(epochs) == warmup(other) and done * steps_per_epoch <= min(start(epochs), start(other))
+            and all(epoch_phases(config, epochs, e) == epoch_phases(config, other, e) for e in range(done)))
 
 
 def epoch_schedule(config: TrainConfig, epochs: int, *, model, train_loader, mixing=None,

@@ -251,7 +251,7 @@ def run(config: TrainConfig, command: str = "") -> tuple[ViT, dict]:
         "test_images": len(data.test_set), "mean": data.mean, "std": data.std, "precision": precision,
         "attention": choice.attention, "precision_reason": choice.reason, "device": str(device),
         "world_size": world_size, "command": command, "machine": machine(), "args": stored["args"],
-        "plan": first_plan.to_dict() | {"epochs_after_first": epochs},
+        "plan": first_plan.to_dict() | {"replans": plan.replans},  # the first plan, and each change made to it
     }
     if main_process:
         save_history(history, out)
