@@ -213,7 +213,7 @@ OPEN_ANSWERS = {
         "10 minutes reached 76.60 % (28 epochs) and 30 minutes of the same preset from the command line about "
         "81.7 % (90-95 epochs), both with the cosine decay (the wsd decay of the preset now has not been run "
         "there). On a CPU without native bf16 the same minutes hold fewer epochs; there notebook 05 with the wsd "
-        "decay reached 79.59 % (24 epochs, 11.1 minutes, on a day that machine ran fast). 20 minutes should land "
+        "decay reached 78.05 % (17 epochs, 9.0 minutes). 20 minutes should land "
         "a few points above 10 minutes. The schedule is planned for the whole run, so the longer run is not the "
         "short one continued: its warm-up and decay stretch over more steps. Without the "
         "low-resolution phase (low_res_fraction=0) every epoch runs on 64 patch tokens instead of 16, about 3.7 "
