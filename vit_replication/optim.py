@@ -47,6 +47,11 @@ DECAYS = ("cosine", "linear", "wsd")
 WSD_COOLDOWN = 0.2
 
 
+def warmup_steps(warmup_epochs: float, epochs: int, steps_per_epoch: int) -> int:
+    """The warm-up's steps in a run of ``epochs`` epochs: ``warmup_epochs`` of them, cut to the whole run."""
+    return min(int(warmup_epochs * steps_per_epoch), epochs * steps_per_epoch)
+
+
 def decay_start(warmup_steps: int, total_steps: int, decay: str) -> int:
     """The step from which the learning rate falls: the warm-up's end, or for "wsd" the start of its cool-down (the
     peak is held until then). Up to it, schedules of any ``total_steps`` give the same learning rates."""
@@ -87,7 +92,7 @@ def rescheduled(scheduler: torch.optim.lr_scheduler.LambdaLR, epochs: int, steps
     (``budget.fit_planned`` uses it there)."""
     optimizer, steps = scheduler.optimizer, epochs * steps_per_epoch
     lrs = [group["lr"] for group in optimizer.param_groups]
-    new = warmup_decay(optimizer, min(int(warmup_epochs * steps_per_epoch), steps), steps, decay)
+    new = warmup_decay(optimizer, warmup_steps(warmup_epochs, epochs, steps_per_epoch), steps, decay)
     new.load_state_dict(scheduler.state_dict())
     for group, lr in zip(optimizer.param_groups, lrs):
         group["lr"] = lr
@@ -107,5 +112,5 @@ def training_setup(
                         f"{steps_per_epoch} step(s): raise --epochs, or lower --batch-size below the training set size")
     steps = epochs * steps_per_epoch
     built = build_optimizer(model, lr, weight_decay, optimizer=optimizer, precision=precision)
-    scheduler = warmup_decay(built, min(int(warmup_epochs * steps_per_epoch), steps), steps, decay)
+    scheduler = warmup_decay(built, warmup_steps(warmup_epochs, epochs, steps_per_epoch), steps, decay)
     return built, scheduler, nn.CrossEntropyLoss(label_smoothing=label_smoothing)

@@ -20,7 +20,7 @@ from .data import DATASETS
 from .errors import UserError
 from .mimetic import INITS
 from .model import ATTENTIONS, CONFIGS, Runtime, ViTConfig, get_config
-from .optim import DECAYS, OPTIMIZERS, decay_start
+from .optim import DECAYS, OPTIMIZERS, decay_start, warmup_steps
 from .pooling import POOLS
 from .precision import PRECISIONS
 
@@ -251,7 +251,7 @@ def trained_alike(config: TrainConfig, epochs: int, other: int, done: int, steps
     decay the peak after it). Then a run may change its plan from one to the other after ``done`` epochs
     (``budget.fit_planned``) and train as if it had had the second from the start."""
     def warmup(total: int) -> int:
-        return min(int(config.warmup_epochs * steps_per_epoch), total * steps_per_epoch)
+        return warmup_steps(config.warmup_epochs, total, steps_per_epoch)
 
     def start(total: int) -> int:
         return decay_start(warmup(total), total * steps_per_epoch, config.decay)
