@@ -181,6 +181,17 @@ def test_cli_time_budget_plans_epochs_from_step_times_and_trains_like_a_fixed_ep
     assert resumed["epochs"] == epochs and resumed["test_acc"] == planned["test_acc"]
 
 
+def assert_trained_like_fixed_epochs(tmp_path, planned: dict, recipe: list, epochs: int) -> None:
+    """The budgeted run in tmp_path/budget equals a --epochs run of the same recipe: weights, learning rates,
+    accuracy."""
+    fixed = train.main(ARGS + recipe + ["--epochs", str(epochs), "--out", str(tmp_path / "fixed")])
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("budget", "fixed"))
+    assert a["epochs_planned"] == b["epochs_planned"] == epochs
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["history"]["lr"] == b["history"]["lr"] and planned["test_acc"] == fixed["test_acc"]
+
+
 def test_cli_time_budget_plans_again_after_the_first_epoch_and_trains_like_a_fixed_epoch_run(tmp_path, monkeypatch,
                                                                                               capsys, no_figures):
     # injected step times plan 5 epochs (2 steps of 100 s x budget.EPOCH_MARGIN + 1 evaluation batch of 0.5 s
@@ -198,12 +209,7 @@ def test_cli_time_budget_plans_again_after_the_first_epoch_and_trains_like_a_fix
     assert seen == [5] and "5 epochs planned" in out and "7 epochs in all (planned before it: 5)" in out
     assert "the first 4 of 7 epochs at 16x16 pixels" in out
     assert planned["epochs"] == 7 and planned["plan"]["epochs"] == 5 and planned["plan"]["replans"] == [[1, 7]]
-    fixed = train.main(ARGS + recipe + ["--epochs", "7", "--out", str(tmp_path / "fixed")])
-    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("budget", "fixed"))
-    assert a["epochs_planned"] == b["epochs_planned"] == 7
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
-    assert a["history"]["lr"] == b["history"]["lr"] and planned["test_acc"] == fixed["test_acc"]
+    assert_trained_like_fixed_epochs(tmp_path, planned, recipe, 7)
 
 
 def test_cli_time_budget_with_wsd_plans_again_while_the_peak_is_held_and_trains_like_a_fixed_epoch_run(
@@ -229,12 +235,7 @@ def test_cli_time_budget_with_wsd_plans_again_while_the_peak_is_held_and_trains_
     assert "10 epochs in all (planned before it: 5)" in out and "epoch 2 took" in out
     assert "8 epochs in all (planned before it: 10)" in out and "the first 4 of 8 epochs at 16x16 pixels" in out
     assert planned["epochs"] == 8 and planned["plan"]["replans"] == [[1, 10], [2, 8]]
-    fixed = train.main(ARGS + recipe + ["--epochs", "8", "--out", str(tmp_path / "fixed")])
-    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("budget", "fixed"))
-    assert a["epochs_planned"] == b["epochs_planned"] == 8
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
-    assert a["history"]["lr"] == b["history"]["lr"] and planned["test_acc"] == fixed["test_acc"]
+    assert_trained_like_fixed_epochs(tmp_path, planned, recipe, 8)
 
 
 def test_low_resolution_phase_and_eval_every(tmp_path, capsys):
