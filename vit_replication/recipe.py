@@ -278,12 +278,13 @@ def epoch_schedule(config: TrainConfig, epochs: int, *, model, train_loader, mix
         parts += [f"MixUp/CutMix for the first {mixed}"] * (mixed < epochs)
         print("; ".join(parts))
 
-    def before_epoch(epoch: int) -> None:
+    def before_epoch(epoch: int) -> None:  # the phases trained_alike compares: epoch_phases decides both
+        low_res, dropped, mixed_now = epoch_phases(config, epochs, epoch)
         if low:
-            train_loader.image_size = config.low_res_size if epoch < low else None
+            train_loader.image_size = config.low_res_size if low_res else None
         if dropout < epochs:
-            model.configure(patch_dropout=config.patch_dropout if epoch < dropout else 0.0)
-        if mixing is not None:
-            mixing.active = epoch < mixed
+            model.configure(patch_dropout=config.patch_dropout if dropped else 0.0)
+        if mixing is not None:  # built only when config.mixup or config.cutmix (augment.batch_mixing)
+            mixing.active = mixed_now
 
     return before_epoch
