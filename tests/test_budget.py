@@ -20,7 +20,7 @@ from vit_replication.budget import (
 )
 from vit_replication.errors import UserError
 from vit_replication.model import ViT
-from vit_replication.recipe import ConfigError, TrainConfig, trained_alike
+from vit_replication.recipe import ConfigError, TrainConfig, length_free_epochs, trained_alike
 from vit_replication.timing import seconds_per_step
 
 
@@ -153,6 +153,16 @@ def test_a_later_replan_scales_the_timed_steps_by_the_last_epochs_at_the_latest_
     plan = Plan(10, {None: 1.0, 16: 0.25}, eval_step=2.5)
     # (the evaluations to come, after epochs 10, 15 and 20 and the last, 10 s each, leave room for 20 epochs)
     assert replanned_epochs(plan, evaluated, [10, 10, 10, 20, 30], 100.0, 40, 4) == 20
+
+
+def test_the_epochs_whose_learning_rates_do_not_depend_on_the_runs_length():
+    # wsd: the peak is held until the last 20 % of the steps; 10 epochs of 10 steps cool down from step 80
+    assert length_free_epochs(TrainConfig(time_budget=100, decay="wsd"), 10, 10) == 8
+    # 11 epochs of 10 steps cool down from step 88, inside epoch 9 (steps 80-90): 8 epochs end before it
+    assert length_free_epochs(TrainConfig(time_budget=100, decay="wsd"), 11, 10) == 8
+    # cosine and linear fall from the warm-up's end: one epoch of warm-up, or none when it ends inside the first
+    assert length_free_epochs(TrainConfig(time_budget=100), 10, 10) == 1
+    assert length_free_epochs(TrainConfig(time_budget=100, decay="linear", warmup_epochs=0.5), 10, 10) == 0
 
 
 def test_a_plan_changes_only_to_one_under_which_the_epochs_so_far_trained_alike():

@@ -29,7 +29,7 @@ from .distributed import all_reduce_max
 from .engine import Checkpoints, fit, unwrap
 from .optim import rescheduled, training_setup
 from .precision import grad_scaler
-from .recipe import ConfigError, TrainConfig, low_res_epochs, trained_alike
+from .recipe import ConfigError, TrainConfig, length_free_epochs, low_res_epochs, trained_alike
 from .timing import time_steps
 
 FIGURES_SECONDS = 10.0  # kept free at the end of a --time-budget run for plotting the figures
@@ -232,7 +232,7 @@ def fit_planned(model: nn.Module, train_loader, test_loader, *, plan: Plan, conf
     history, done, replans, announce = None, 0, [], False
     while True:
         # train one more epoch while a plan of another length could still take over after it, else to the end
-        until = done + 1 if trained_alike(config, epochs, epochs, done + 1, steps) else None
+        until = done + 1 if done + 1 <= length_free_epochs(config, epochs, steps) else None
         history = fit(model, train_loader, test_loader, optimizer=optimizer, scheduler=scheduler, epochs=epochs,
                       until=until, resume=resume if done == 0 else {"epoch": done, "history": history},
                       before_epoch=before(epochs, log and announce), **common)

@@ -245,18 +245,23 @@ def epoch_phases(config: TrainConfig, epochs: int, epoch: int) -> tuple[bool, bo
     return epoch < low_res_epochs(config, epochs), epoch < dropout_epochs(config, epochs), mixing
 
 
+def length_free_epochs(config: TrainConfig, epochs: int, steps_per_epoch: int) -> int:
+    """How many first epochs of a run of ``epochs`` train at learning rates that do not depend on the run's length:
+    those that end by ``optim.decay_start`` (the warm-up, and for the "wsd" decay the peak after it)."""
+    warmup = warmup_steps(config.warmup_epochs, epochs, steps_per_epoch)
+    return decay_start(warmup, epochs * steps_per_epoch, config.decay) // steps_per_epoch
+
+
 def trained_alike(config: TrainConfig, epochs: int, other: int, done: int, steps_per_epoch: int) -> bool:
     """Whether the first ``done`` epochs train alike in a run of ``epochs`` and one of ``other`` epochs: in the same
-    phases and at the same learning rates, which hold up to ``optim.decay_start`` (the warm-up, and for the "wsd"
-    decay the peak after it). Then a run may change its plan from one to the other after ``done`` epochs
+    phases and at the same learning rates, which hold through the ``length_free_epochs`` of both when their warm-ups
+    are as long. Then a run may change its plan from one to the other after ``done`` epochs
     (``budget.fit_planned``) and train as if it had had the second from the start."""
     def warmup(total: int) -> int:
         return warmup_steps(config.warmup_epochs, total, steps_per_epoch)
 
-    def start(total: int) -> int:
-        return decay_start(warmup(total), total * steps_per_epoch, config.decay)
-
-    return (warmup(epochs) == warmup(other) and done * steps_per_epoch <= min(start(epochs), start(other))
+    return (warmup(epochs) == warmup(other)
+            and done <= min(length_free_epochs(config, total, steps_per_epoch) for total in (epochs, other))
             and all(epoch_phases(config, epochs, e) == epoch_phases(config, other, e) for e in range(done)))
 
 
