@@ -26,6 +26,8 @@ CIFAR_TRAIN = 50_000
 OURS = (
     ("this project, 10 min (notebook 05)", "short-cpu", 28),
     ("this project, 30 min", "short-cpu", 95),
+    ("this project, 10 min (notebook 05, AVX2 only)", "short-cpu", 17),
+    ("this project, 30 min (AVX2 only)", "short-cpu", 67),
     ("this project, 141 min (the shipped model)", "cifar10-cpu", 257),
 )
 # public plain ViTs trained from scratch on CIFAR-10: (name, hidden_dim, num_layers, num_heads, mlp_dim, epochs,

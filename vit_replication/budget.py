@@ -41,7 +41,8 @@ EPOCH_MARGIN = 1.2
 # first epoch's measured factor (its time over its timed steps): in four runs on an AVX2-only CPU the 32x32 epochs'
 # factor was 0.89-1.07 times the first 16x16 epoch's on average, 1.11 at most for a single epoch; in a fifth, while
 # the machine slowed (its 16x16 epochs too, by 17 %), 1.4-1.75, and that run overran its budget by 17 %, as it would
-# have with the margin of 1.2 kept before: no margin covers a machine whose speed drifts (README)
+# have with the margin of 1.2 kept before; in a sixth (30 minutes, wsd), 0.68, and it used 81 % of its budget: no
+# margin covers a machine whose speed drifts (README)
 UNMEASURED_MARGIN = 1.1
 REPLAN_MIN_EPOCHS = 4  # a first plan of fewer epochs is kept: one epoch is too large a share of it to correct by
 REPLAN_MAX_GROWTH = 10  # a new plan holds at most this many times the epochs of the plan it corrects
