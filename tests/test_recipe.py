@@ -11,7 +11,7 @@ from torch import nn
 from vit_replication import train
 from vit_replication.augment import DeviceLoader, batch_mixing
 from vit_replication.ema import EMA
-from vit_replication.model import ViT
+from vit_replication.model import ViT, count_parameters
 from vit_replication.recipe import PRESETS, ConfigError, TrainConfig, epoch_schedule, model_config, preset
 from vit_replication.stats import mean_std, regularized_beta, t_two_sided_p, welch_t_test
 
@@ -59,6 +59,18 @@ def test_a_presets_pooling_reaches_the_model_and_the_command_line_overrides_it()
             z = model.forward_features(torch.randn(2, 3, 32, 32))
             torch.testing.assert_close(model.forward_head(z), model.head(model.norm(pooled(z))))
     assert model_config(train.parse_args(["--preset", "short-cpu", "--pool", "cls"])).pool == "cls"
+
+
+def test_the_long_preset_is_the_150_minute_runs_command():
+    # the README's 150-minute run was made with these flags before the preset named them
+    measured = train.parse_args(["--preset", "short-cpu", "--hidden-dim", "96", "--num-layers", "6", "--num-heads", "3",
+                                 "--mlp-dim", "384", "--mixup", "0.8", "--cutmix", "1.0", "--mixing-fraction", "0.9"])
+    named = train.parse_args(["--preset", "long-cpu"])
+    assert model_config(named) == model_config(measured)
+    assert count_parameters(ViT(model_config(named))) == 683_242  # as the run's metrics.json counted
+    same = {f: getattr(measured, f) for f in TrainConfig.__dataclass_fields__
+            if f not in ("model", "hidden_dim", "num_layers", "num_heads", "mlp_dim")}
+    assert {f: getattr(named, f) for f in same} == same
 
 
 def test_every_field_of_the_settings_is_a_flag():

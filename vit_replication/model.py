@@ -128,6 +128,11 @@ CONFIGS: dict[str, ViTConfig] = {
     "vit_cifar_tiny": ViTConfig(
         image_size=32, patch_size=4, num_classes=10, hidden_dim=64, num_layers=4, num_heads=2, mlp_dim=256,
     ),
+    # Between the two, for runs of two hours or more on a CPU (--preset long-cpu): 0.68 M parameters, 48 M
+    # multiply-adds per image (README, "150 minutes on the same CPU").
+    "vit_cifar_d96": ViTConfig(
+        image_size=32, patch_size=4, num_classes=10, hidden_dim=96, num_layers=6, num_heads=3, mlp_dim=384,
+    ),
     # ViT-S widths with the same 4x4 patches: the candidate for the fast GPU recipe (README, notebook 05); its recipe
     # adds drop path 0.1.
     "vit_s_cifar": ViTConfig(
