@@ -22,14 +22,14 @@ from vit_replication.recipe import dropout_epochs, low_res_epochs, model_config,
 
 CIFAR_TRAIN = 50_000
 
-# this project's runs: (name, preset, epochs trained, the options that override the preset's architecture)
+# this project's runs: (name, preset, epochs trained)
 OURS = (
-    ("this project, 10 min (notebook 05)", "short-cpu", 28, {}),
-    ("this project, 30 min", "short-cpu", 95, {}),
-    ("this project, 10 min (notebook 05, AVX2 only)", "short-cpu", 17, {}),
-    ("this project, 30 min (AVX2 only)", "short-cpu", 67, {}),
-    ("this project, 141 min (the shipped model)", "cifar10-cpu", 257, {}),
-    ("this project, 150 min (AVX2 only)", "long-cpu", 135, {}),
+    ("this project, 10 min (notebook 05)", "short-cpu", 28),
+    ("this project, 30 min", "short-cpu", 95),
+    ("this project, 10 min (notebook 05, AVX2 only)", "short-cpu", 17),
+    ("this project, 30 min (AVX2 only)", "short-cpu", 67),
+    ("this project, 141 min (the shipped model)", "cifar10-cpu", 257),
+    ("this project, 150 min (AVX2 only)", "long-cpu", 135),
 )
 # public plain ViTs trained from scratch on CIFAR-10: (name, hidden_dim, num_layers, num_heads, mlp_dim, epochs,
 # training images)
@@ -41,10 +41,9 @@ PUBLIC = (
 )
 
 
-def ours(name: str, epochs: int, overrides: dict | None = None) -> tuple[int, int]:
-    """Training FLOPs of ``epochs`` epochs of preset ``name`` (its architecture changed by ``overrides``), and its
-    forward MACs per 32x32 image."""
-    config = preset(name, **(overrides or {}))
+def ours(name: str, epochs: int) -> tuple[int, int]:
+    """Training FLOPs of ``epochs`` epochs of preset ``name``, and its forward MACs per 32x32 image."""
+    config = preset(name)
     architecture = model_config(config)
     flops = run_training_flops(architecture, CIFAR_TRAIN, epochs, low_res_epochs(config, epochs), config.low_res_size,
                                config.patch_dropout, dropout_epochs=dropout_epochs(config, epochs))
@@ -61,8 +60,8 @@ def public(hidden_dim: int, num_layers: int, num_heads: int, mlp_dim: int, epoch
 
 def main() -> list[dict]:
     rows = []
-    for name, recipe_name, epochs, overrides in OURS:
-        flops, macs = ours(recipe_name, epochs, overrides)
+    for name, recipe_name, epochs in OURS:
+        flops, macs = ours(recipe_name, epochs)
         rows.append({"name": name, "epochs": epochs, "pflop": flops / 1e15, "mmacs": macs / 1e6})
     for name, hidden_dim, num_layers, num_heads, mlp_dim, epochs, images in PUBLIC:
         flops, macs = public(hidden_dim, num_layers, num_heads, mlp_dim, epochs, images)

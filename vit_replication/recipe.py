@@ -189,7 +189,7 @@ PRESETS["quick-cpu"] = PRESETS["cifar10-cpu"] | dict(model="vit_cifar_tiny", lr=
 # 81.53 % against 79.48 and 79.45 %); wsd stands lower while it holds the peak and gains in its cool-down.
 PRESETS["short-cpu"] = PRESETS["quick-cpu"] | dict(low_res_fraction=0.85, init="mimetic", pool="gap",
                                                    optimizer="muon", decay="wsd")
-# Notebook 05's recipe for about 150 minutes: a wider, deeper model than the tiny one (more epochs no longer pay as
+# short-cpu's recipe for about 150 minutes: a wider, deeper model than the tiny one (more epochs no longer pay as
 # much as more capacity), and MixUp/CutMix for the first 90 % of the epochs, which curbed overfitting in 100-epoch
 # runs on 10,000 images (+2.4 points, three seeds, p about 0.09). One 150-minute run on a CPU without bf16: 86.89 %
 # (README); both changes came together, not measured one at a time at this length.
