@@ -1,8 +1,9 @@
 """Notebook 10's from-scratch arm, trained until it plateaus: the architecture of the shipped CIFAR-10 model, newly
-initialised, trained by ``transfer.transfer_recipe("from scratch", ...)`` (the main job's CPU recipe) on the 10,000
-synthetic shapes of notebook 10's largest label budget in batches of 256, and evaluated on its 1,000 test shapes
-after every epoch, once per seed. Too long for the notebook's 15 minutes (about 12 minutes a seed on a 2-core CPU),
-so the notebook shows the curves stored by this command beside its own short runs:
+initialised, trained by ``transfer.transfer_recipe("from scratch", ...)`` (the settings of the CPU recipe
+``--preset cifar10-cpu``) on the 10,000 synthetic shapes of notebook 10's largest label budget in batches of 256,
+and evaluated on its 1,000 test shapes after every epoch, once per seed. Too long for the notebook (about 7-8
+minutes a seed on a 2-core CPU with bf16), so the notebook shows the curves stored by this command beside its own
+short runs:
 
     python benchmarks/scratch_curve.py --out assets/transfer_scratch_curve.json
 """

@@ -47,7 +47,10 @@ def test_different_seed_changes_the_run(tiny_config):
 def test_inference_throughput_is_images_per_timed_second(tiny_config, step_clock, monkeypatch):
     monkeypatch.setattr(compare, "seconds_per_step", partial(timing.seconds_per_step, clock=step_clock))
     model = step_clock.hook(ViT(tiny_config).train())  # inference_throughput puts it in eval mode: 0.125 s a pass
+    grad_enabled = []
+    model.register_forward_hook(lambda *_: grad_enabled.append(torch.is_grad_enabled()))
     assert inference_throughput(model, torch.randn(4, 3, 16, 16), repeats=2) == 4 / 0.125  # warm-up not timed
+    assert not model.training and grad_enabled == [False] * 3  # inference: no autograd graph is built
 
 
 def test_train_seeds_runs_each_seed_once_with_one_line_each(tiny_config, capsys):

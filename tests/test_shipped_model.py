@@ -1,7 +1,5 @@
 """The model shipped in assets/ loads into the package's ViT and reproduces its stored result on a fixed subset of
-the CIFAR-10 test set (every 10th image; read from ../shared/data when present, as it is in CI). So does the
-150-minute model in assets/cifar10_vit_150min, exported the same way, which is to replace it once the notebooks that
-load the shipped model (06, 09, 10) are re-executed on it."""
+the CIFAR-10 test set (every 10th image; read from ../shared/data when present, as it is in CI)."""
 
 import json
 from pathlib import Path
@@ -14,31 +12,27 @@ from vit_replication.data import cifar10_check_subset
 from vit_replication.trained import SHIPPED_MODEL, count_correct, load_trained
 
 CIFAR10_JPG = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
-MODELS = [SHIPPED_MODEL, SHIPPED_MODEL.parent / "cifar10_vit_150min"]
-models = pytest.mark.parametrize("shipped", MODELS, ids=[path.name for path in MODELS])
 
 
-@models
-def test_shipped_model_is_small_and_complete(shipped):
-    path = shipped / "model.pt"
+def test_shipped_model_is_small_and_complete():
+    path = SHIPPED_MODEL / "model.pt"
     assert path.stat().st_size <= 10 * 2**20  # fp16 weights, at most 10 MB
     checkpoint = load_checkpoint(path)
     assert all(v.dtype == torch.float16 for v in checkpoint["model"].values() if v.is_floating_point())
     for key in ("config", "classes", "mean", "std", "history", "epoch", "check"):
         assert key in checkpoint, key
-    metrics = json.loads((shipped / "metrics.json").read_text())
+    metrics = json.loads((SHIPPED_MODEL / "metrics.json").read_text())
     for key in ("test_acc", "wall_seconds_this_run", "command", "machine", "train_images", "test_images"):
         assert key in metrics, key
     assert metrics["test_acc"] == checkpoint["history"]["test_acc"][-1]
     assert metrics["test_images"] == 10_000 and metrics["train_images"] == 50_000
 
 
-@models
-def test_shipped_model_meets_the_cpu_bar_of_one_command(shipped):
+def test_shipped_model_meets_the_cpu_bar_of_one_command():
     """The project's bar for the CPU model (issue 9): ≥80 % on all 10,000 test images from one command of a CPU
     recipe (``--preset cifar10-cpu``, or ``long-cpu``, the 150-minute preset), started once (not resumed), in at
     most 150 minutes for the whole run."""
-    metrics = json.loads((shipped / "metrics.json").read_text())
+    metrics = json.loads((SHIPPED_MODEL / "metrics.json").read_text())
     command = metrics["command"].split()
     assert command[:4] == ["python", "-m", "vit_replication.train", "--preset"]
     assert command[4] in ("cifar10-cpu", "long-cpu")
@@ -47,10 +41,9 @@ def test_shipped_model_meets_the_cpu_bar_of_one_command(shipped):
     assert metrics["wall_seconds_this_run"] <= 150 * 60
 
 
-@models
 @pytest.mark.skipif(not CIFAR10_JPG.is_file(), reason=f"CIFAR-10 JPEG copy not at {CIFAR10_JPG}")
-def test_shipped_model_reproduces_its_stored_accuracy_on_the_check_subset(shipped, capsys):
-    model, checkpoint = load_trained(None, shipped=shipped)
+def test_shipped_model_reproduces_its_stored_accuracy_on_the_check_subset(capsys):
+    model, checkpoint = load_trained(None, shipped=SHIPPED_MODEL)
     assert "sing the model shipped in" in capsys.readouterr().out  # "Using ...": no run was asked for
     images, labels, classes = cifar10_check_subset(CIFAR10_JPG)
     assert classes == checkpoint["classes"] and len(labels) == checkpoint["check"]["images"] == 1000

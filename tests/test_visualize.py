@@ -25,7 +25,11 @@ def test_attention_heads_share_one_scale_with_a_colour_bar():
     titles = [ax.get_title() for ax in fig.axes if ax.get_title().startswith("head")]
     assert titles == ["head 1", "head 2", "head 3", "head 4"]
     assert any(ax.get_label() == "<colorbar>" for ax in fig.axes) and "layer 6" in fig._suptitle.get_text()
+    assert fig._suptitle.get_text().startswith("class-token attention")
     plt.close(fig)
+    gap = visualize.plot_attention_heads(torch.rand(3, 32, 32), maps, pool="gap")  # what the mean patch token reads
+    assert gap._suptitle.get_text().startswith("mean attention of the patch tokens")
+    plt.close(gap)
 
 
 def test_rollout_is_a_heat_overlay_on_one_scale():

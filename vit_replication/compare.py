@@ -117,10 +117,12 @@ def seeds_table(groups: dict[str, list[dict]]) -> str:
 
 @torch.no_grad()
 def inference_throughput(model: nn.Module, images: torch.Tensor, repeats: int = 3, warmup: int = 1) -> float:
-    """Images per second of ``model`` on the batch ``images`` (best of ``repeats`` timed passes)."""
+    """Images per second of ``model`` on the batch ``images`` (best of ``repeats`` timed passes), in eval mode
+    without autograd, as a model is used for inference (and as ``tome.ToMeViT`` runs in any case)."""
     model.eval()
     run = lambda n: [model(images) for _ in range(n)]  # noqa: E731
-    best = min(seconds_per_step(run, images.device, warmup if i == 0 else 0, 1) for i in range(repeats))
+    with torch.no_grad():
+        best = min(seconds_per_step(run, images.device, warmup if i == 0 else 0, 1) for i in range(repeats))
     return images.shape[0] / best
 
 

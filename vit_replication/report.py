@@ -64,7 +64,8 @@ def save_figures(model: nn.Module, history: dict, test_loader, classes: list[str
     figures["predictions"] = visualize.plot_predictions(images, labels, logits.float().softmax(-1).cpu(), classes,
                                                         **stats)
     heads = attention_maps.cls_attention(attentions[-1].cpu(), pool=model.config.pool)
-    figures["attention_heads"] = visualize.plot_attention_heads(images[0], heads[0], **stats)
+    figures["attention_heads"] = visualize.plot_attention_heads(images[0], heads[0], **stats,
+                                                                pool=model.config.pool)
     maps = attention_maps.rollout_map([a.cpu() for a in attentions], pool=model.config.pool)
     figures["rollout"] = visualize.plot_rollout(images[:8], maps[:8], [classes[i] for i in labels[:8]], **stats)
     for name, fig in figures.items():

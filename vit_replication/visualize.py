@@ -107,10 +107,11 @@ def plot_confusion_matrix(matrix: torch.Tensor, class_names: Sequence[str]) -> F
 
 
 def plot_attention_heads(image: torch.Tensor, head_maps: torch.Tensor, mean=None, std=None,
-                         layer: int | None = None) -> Figure:
-    """The image, then each head's class-token attention map [heads, g, g] (heads numbered from 1) on one colour
-    scale, from 0 to the largest weight of any head, with its colour bar: a near-uniform head looks flat beside a
-    sharp one. Uniform attention over the g x g patches would be 1 / g^2 everywhere (marked on the colour bar)."""
+                         layer: int | None = None, pool: str = "cls") -> Figure:
+    """The image, then each head's attention map [heads, g, g] (heads numbered from 1; ``attention_maps.cls_attention``:
+    the class token's row, or with ``pool="gap"`` the mean of the patch tokens' rows) on one colour scale, from 0 to
+    the largest weight of any head, with its colour bar: a near-uniform head looks flat beside a sharp one. Uniform
+    attention over the g x g patches would be 1 / g^2 everywhere (marked on the colour bar)."""
     pixels = to_display(image, mean, std)
     maps = upsample_maps(head_maps, pixels.shape[0]).numpy()
     top = float(head_maps.max())
@@ -127,7 +128,8 @@ def plot_attention_heads(image: torch.Tensor, head_maps: torch.Tensor, mean=None
     bar = fig.colorbar(shown, ax=axes, shrink=0.8, label="attention weight")
     bar.ax.axhline(1 / head_maps[0].numel(), color="white", linewidth=1.5)
     where = f"layer {layer}" if layer is not None else "last layer"
-    fig.suptitle(f"class-token attention per head, {where} (white line on the bar: uniform)", fontsize=10)
+    reader = "class-token attention" if pool == "cls" else "mean attention of the patch tokens"
+    fig.suptitle(f"{reader} per head, {where} (white line on the bar: uniform)", fontsize=10)
     return fig
 
 
