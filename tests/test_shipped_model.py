@@ -43,7 +43,7 @@ def test_shipped_model_meets_the_cpu_bar_of_one_command():
 
 @pytest.mark.skipif(not CIFAR10_JPG.is_file(), reason=f"CIFAR-10 JPEG copy not at {CIFAR10_JPG}")
 def test_shipped_model_reproduces_its_stored_accuracy_on_the_check_subset(capsys):
-    model, checkpoint = load_trained(None, shipped=SHIPPED_MODEL)
+    model, checkpoint = load_trained(None)
     assert "sing the model shipped in" in capsys.readouterr().out  # "Using ...": no run was asked for
     images, labels, classes = cifar10_check_subset(CIFAR10_JPG)
     assert classes == checkpoint["classes"] and len(labels) == checkpoint["check"]["images"] == 1000

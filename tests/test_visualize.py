@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from vit_replication import visualize  # noqa: E402
+from vit_replication.errors import UserError  # noqa: E402
 
 
 def _images(fig):
@@ -30,6 +31,8 @@ def test_attention_heads_share_one_scale_with_a_colour_bar():
     gap = visualize.plot_attention_heads(torch.rand(3, 32, 32), maps, pool="gap")  # what the mean patch token reads
     assert gap._suptitle.get_text().startswith("mean attention of the patch tokens")
     plt.close(gap)
+    with pytest.raises(UserError, match="pool must be one of cls, gap"):  # a misspelt pool is not titled "gap"
+        visualize.plot_attention_heads(torch.rand(3, 32, 32), maps, pool="avg")
 
 
 def test_rollout_is_a_heat_overlay_on_one_scale():

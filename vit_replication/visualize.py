@@ -11,6 +11,7 @@ from matplotlib.ticker import ScalarFormatter
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from .attention_maps import position_similarity, upsample_maps
+from .pooling import check_pool
 from .stats import mean_se, mean_std
 
 
@@ -112,6 +113,7 @@ def plot_attention_heads(image: torch.Tensor, head_maps: torch.Tensor, mean=None
     the class token's row, or with ``pool="gap"`` the mean of the patch tokens' rows) on one colour scale, from 0 to
     the largest weight of any head, with its colour bar: a near-uniform head looks flat beside a sharp one. Uniform
     attention over the g x g patches would be 1 / g^2 everywhere (marked on the colour bar)."""
+    check_pool(pool)
     pixels = to_display(image, mean, std)
     maps = upsample_maps(head_maps, pixels.shape[0]).numpy()
     top = float(head_maps.max())
