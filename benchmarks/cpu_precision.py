@@ -36,7 +36,7 @@ def measure_here(batch_size: int, warmup: int, steps: int) -> dict:
     from throughput import measure  # benchmarks/throughput.py: forward, backward and AdamW step, timed
 
     from vit_replication.model import Runtime, ViT, get_config
-    from vit_replication.precision_choice import choose_precision
+    from vit_replication.training.precision_choice import choose_precision
 
     cpu = torch.device("cpu")
     tic = time.perf_counter()
@@ -54,7 +54,7 @@ def measure_here(batch_size: int, warmup: int, steps: int) -> dict:
 
 def cpu_model() -> str:
     """The CPU's model name and its bf16 units, from /proc/cpuinfo."""
-    from vit_replication.precision import cpuinfo_field
+    from vit_replication.training.precision import cpuinfo_field
 
     flags = (cpuinfo_field("flags") or "").split()
     units = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]

@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_replication.augment import DeviceLoader, batch_mixing, preload  # noqa: E402
 from vit_replication.data import CIFAR10_MEAN, CIFAR10_STD, build_transform, make_loader  # noqa: E402
-from vit_replication.pipeline import build_data  # noqa: E402
-from vit_replication.recipe import TrainConfig  # noqa: E402
+from vit_replication.data.augment import Augment, DeviceLoader, batch_mixing, preload  # noqa: E402
+from vit_replication.data.pipeline import build_data  # noqa: E402
+from vit_replication.training.config import TrainConfig  # noqa: E402
 
 
 def images_per_second(loader, batches: int, device: torch.device, transform=None) -> float:
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
         tic = time.perf_counter()
         images, labels = preload(train, device, workers)
         results[f"preload_seconds_{workers}_workers"] = time.perf_counter() - tic
-    device_loader = DeviceLoader(images, labels, args.batch_size, True, CIFAR10_MEAN, CIFAR10_STD,
-                                 randaugment_groups=16)
+    device_loader = DeviceLoader(images, labels, args.batch_size, True, (CIFAR10_MEAN, CIFAR10_STD),
+                                 Augment(randaugment_groups=16))
     rates["device_loader"] = images_per_second(device_loader, args.batches, device)
     rates["device_loader_mixup_cutmix"] = images_per_second(device_loader, args.batches, device,
                                                             batch_mixing(10, 0.8, 1.0))

@@ -18,8 +18,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vit_replication.data import describe_source, sample_batch  # noqa: E402
-from vit_replication.pipeline import build_data  # noqa: E402
-from vit_replication.recipe import TrainConfig  # noqa: E402
+from vit_replication.data.pipeline import build_data  # noqa: E402
+from vit_replication.training.config import TrainConfig  # noqa: E402
 
 
 def linear_probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,

@@ -26,11 +26,11 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_replication.augment import random_crop_flip  # noqa: E402
-from vit_replication.flops import training_flops  # noqa: E402
+from vit_replication.analysis.flops import training_flops  # noqa: E402
+from vit_replication.data.augment import random_crop_flip  # noqa: E402
 from vit_replication.model import CONFIGS, Runtime, ViT  # noqa: E402
-from vit_replication.optim import OPTIMIZERS, build_optimizer  # noqa: E402
-from vit_replication.precision import autocast  # noqa: E402
+from vit_replication.training.optim import OPTIMIZERS, build_optimizer  # noqa: E402
+from vit_replication.training.precision import autocast  # noqa: E402
 
 GROUPS = (  # (group, substrings of the profiler's operator names), first match wins
     ("matrix products", ("addmm", "aten::mm", "aten::bmm", "matmul", "linear", "convolution", "conv2d")),

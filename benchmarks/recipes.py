@@ -10,7 +10,7 @@ with it.
         --baseline notebook05
     python benchmarks/recipes.py --time-budget 60 --train-size 512 --test-size 256     # the synthetic set: a check
 
-Each recipe is a ``recipe.TrainConfig`` (a preset, or the settings below, with the shared ones) run by
+Each recipe is a ``training.config.TrainConfig`` (a preset, or the settings below, with the shared ones) run by
 ``train.run`` in-process, as ``python -m vit_replication.train`` runs it, one after the other on the same machine;
 each writes to OUT/<recipe>/. An ablation is NAME="OPTIONS": the command line's options of that recipe.
 """
@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vit_replication import train  # noqa: E402
-from vit_replication.cnn import train_cnn  # noqa: E402
-from vit_replication.recipe import PRESETS, TrainConfig  # noqa: E402
+from vit_replication.training.config import PRESETS, TrainConfig  # noqa: E402
+from vit_replication.variants.cnn import train_cnn  # noqa: E402
 
 RECIPES: dict[str, dict] = {
     # notebook 05 as it ran on the CPU before the CPU recipe: vit_cifar (D=256), PIL DataLoader with RandAugment,
@@ -35,7 +35,7 @@ RECIPES: dict[str, dict] = {
     "notebook05": dict(model="vit_cifar", batch_size=128, lr=2.5e-4, warmup_epochs=1, precision="fp32",
                        attention="sdpa"),
 } | {name: PRESETS[name] for name in PRESETS} | {
-    # the CNN beside the ViT (vit_replication.cnn): the CPU recipe's data, loaders, optimiser and budget
+    # the CNN beside the ViT (vit_replication.variants.cnn): the CPU recipe's data, loaders, optimiser and budget
     "cnn": dict(loader="device", batch_size=256, lr=2e-3, warmup_epochs=1.0, randaugment=False, eval_every=5,
                 save_every=5, num_workers=2),
 }
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             settings = TrainConfig(**RECIPES[name] | train.given_options(shared) | common)
         command = f"benchmarks/recipes.py {name}"
         _, metrics = train_cnn(settings, command) if name == "cnn" else train.run(settings, command)
-        images = metrics["epochs"] * metrics["train_images"]
+        history = json.loads((Path(settings.out) / "history.json").read_text())
+        images = sum(history["steps"]) * settings.batch_size  # the last epoch of a budget may be partial
         results.append({"recipe": name, "settings": settings.to_dict(), "test_acc": metrics["test_acc"],
                         "epochs": metrics["epochs"], "wall_seconds": metrics["wall_seconds_this_run"],
                         "train_images_per_s": images / metrics["train_seconds_all_epochs"]})

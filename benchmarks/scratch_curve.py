@@ -20,11 +20,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_replication import transfer  # noqa: E402
-from vit_replication.precision_choice import choose_precision  # noqa: E402
-from vit_replication.report import machine  # noqa: E402
-from vit_replication.synthetic import SyntheticShapes  # noqa: E402
-from vit_replication.trained import load_trained  # noqa: E402
+from vit_replication.analysis import transfer  # noqa: E402
+from vit_replication.analysis.report import machine  # noqa: E402
+from vit_replication.data.synthetic import SyntheticShapes  # noqa: E402
+from vit_replication.training.precision import PRECISIONS  # noqa: E402
+from vit_replication.training.precision_choice import choose_precision  # noqa: E402
+from vit_replication.weights.trained import load_trained  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -34,20 +35,21 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--train-size", type=int, default=10000, help="notebook 10's TARGET_TRAIN")
     p.add_argument("--test-size", type=int, default=1000, help="notebook 10's TARGET_TEST")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: as training chooses it")
     p.add_argument("--out", default=None, help="write the curves as JSON here")
     args = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    choice = choose_precision(device)
+    choice = choose_precision(device, args.precision)
     backbone, checkpoint = load_trained(None)  # the architecture and normalisation of notebook 10's backbone
     shapes = [SyntheticShapes(args.train_size, 32, seed=0), SyntheticShapes(args.test_size, 32, split="test", seed=0)]
     train, test = ((data.images, torch.tensor(data.targets)) for data in shapes)
+    task = transfer.Task(train, test, len(shapes[0].classes), checkpoint["mean"], checkpoint["std"])
+    recipes = [transfer.transfer_recipe("from scratch", args.steps, args.train_size, args.batch_size, seed=seed,
+                                        attention=choice.attention, eval_every=1) for seed in args.seeds]
     print(f"from scratch: {args.steps:,} steps of {args.batch_size} on {args.train_size:,} shapes, seeds {args.seeds}; "
           f"{choice}")
-    curves = transfer.scratch_curves(backbone, train, test, len(shapes[0].classes), checkpoint["mean"],
-                                     checkpoint["std"], args.steps, args.batch_size, args.seeds, device,
-                                     choice.precision, choice.attention)
-    recipe = transfer.transfer_recipe("from scratch", args.steps, args.train_size, args.batch_size,
-                                      attention=choice.attention, eval_every=1)
+    curves = transfer.scratch_curves(backbone, task, recipes, device, choice.precision)
+    recipe = recipes[0]  # the seeds' recipes differ only in their seed
     result = {"command": "python benchmarks/scratch_curve.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "model": asdict(backbone.config), "train_images": args.train_size, "test_images": args.test_size,
               "batch_size": recipe.batch_size, "seeds": args.seeds, "recipe": recipe.to_dict(), "device": str(device),

@@ -1,6 +1,6 @@
 """Training and inference throughput (images/s) of our ViT against torchvision's VisionTransformer and a
 naive-attention version of ours (explicit Eqs. 5-8 instead of fused SDPA), at the same config, in the same run;
-also ours in channels-last memory format, and the matmul TFLOP/s ours reaches (``vit_replication.flops``).
+also ours in channels-last memory format, and the matmul TFLOP/s ours reaches (``vit_replication.analysis.flops``).
 
     python benchmarks/throughput.py                          # GPU if present: ViT-S/16 at 224 and the CIFAR config
     python benchmarks/throughput.py --device cpu --small     # CPU, small batches: well under a minute
@@ -23,11 +23,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_replication.flops import forward_flops, training_flops  # noqa: E402
+from vit_replication.analysis.flops import forward_flops, training_flops  # noqa: E402
 from vit_replication.model import ViT, ViTConfig, get_config  # noqa: E402
-from vit_replication.precision import PRECISIONS, autocast, grad_scaler  # noqa: E402
-from vit_replication.precision_choice import choose_precision  # noqa: E402
-from vit_replication.timing import seconds_per_step  # noqa: E402
+from vit_replication.training.precision import PRECISIONS, autocast, grad_scaler  # noqa: E402
+from vit_replication.training.precision_choice import choose_precision  # noqa: E402
+from vit_replication.training.timing import seconds_per_step  # noqa: E402
 
 
 def build_models(config: ViTConfig) -> dict[str, nn.Module]:

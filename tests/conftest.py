@@ -5,6 +5,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notebooks"))  # the notebooks' exercises
 
 from vit_replication.model import ViTConfig  # noqa: E402
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vit_replication.attention import MultiHeadSelfAttention
+from vit_replication.model.attention import MultiHeadSelfAttention
 
 
 def make_pair(dim=32, heads=4):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vit_replication.attention_maps import (
+from vit_replication.analysis.attention_maps import (
     attention_rollout,
     cls_attention,
     normalise_maps,
@@ -77,7 +77,7 @@ def test_rollout_bad_input():
 
 
 def test_mean_attention_distance_known_cases():
-    from vit_replication.attention_maps import mean_attention_distance
+    from vit_replication.analysis.attention_maps import mean_attention_distance
 
     n = 1 + 9  # class token + 3x3 patches of 4 pixels
     identity = torch.eye(n).expand(2, 3, n, n)
@@ -90,7 +90,7 @@ def test_mean_attention_distance_known_cases():
 
 
 def test_uniform_attention_distance_is_what_uniform_attention_measures():
-    from vit_replication.attention_maps import mean_attention_distance, uniform_attention_distance
+    from vit_replication.analysis.attention_maps import mean_attention_distance, uniform_attention_distance
 
     uniform = torch.full((2, 3, 1 + 16, 1 + 16), 1 / 17)  # every token attends to every token equally
     measured = mean_attention_distance([uniform], patch_size=4)
@@ -100,9 +100,9 @@ def test_uniform_attention_distance_is_what_uniform_attention_measures():
 
 
 def _variants(config):
-    from vit_replication.realformer import RealFormerViT
-    from vit_replication.tome import ToMeViT
-    from vit_replication.width_varying import WidthVaryingConfig, WidthVaryingViT
+    from vit_replication.variants.realformer import RealFormerViT
+    from vit_replication.variants.tome import ToMeViT
+    from vit_replication.variants.width_varying import WidthVaryingConfig, WidthVaryingViT
 
     wide = WidthVaryingConfig(image_size=16, patch_size=4, stage_dims=(32, 64), stage_depths=(1, 1), head_dim=8,
                               pool=config.pool)
@@ -128,7 +128,7 @@ def test_every_variant_returns_one_attention_map_per_layer(tiny_config, pool):
 
 
 def test_position_similarity_is_cosine_and_finds_the_least_similar_patch():
-    from vit_replication.attention_maps import least_similar_positions, position_similarity
+    from vit_replication.analysis.attention_maps import least_similar_positions, position_similarity
 
     # 4 patches on a line: embeddings along a half circle, so patch 0 is least like patch 3 (opposite directions)
     angles = torch.tensor([0.0, 1.0, 2.0, 3.0]) * torch.pi / 3

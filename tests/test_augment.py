@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vit_replication.augment import (
+from vit_replication.data.augment import (
+    Augment,
     DeviceLoader,
     batch_mixing,
     grouped_randaugment,
@@ -10,7 +11,7 @@ from vit_replication.augment import (
     preload,
     random_crop_flip,
 )
-from vit_replication.synthetic import SyntheticShapes
+from vit_replication.data.synthetic import SyntheticShapes
 
 
 def test_preload_stacks_uint8_images_and_labels():
@@ -55,7 +56,7 @@ def test_no_padding_no_flip_is_identity_and_flips_are_half():
 def test_eval_loader_covers_every_image_once_in_order_normalised():
     images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
     labels = torch.arange(10)
-    loader = DeviceLoader(images, labels, 4, train=False, mean=(0.5,) * 3, std=(0.25,) * 3)
+    loader = DeviceLoader(images, labels, 4, train=False, stats=((0.5,) * 3, (0.25,) * 3))
     batches = list(loader)
     assert len(loader) == len(batches) == 3
     assert torch.equal(torch.cat([b[1] for b in batches]), labels)
@@ -64,7 +65,7 @@ def test_eval_loader_covers_every_image_once_in_order_normalised():
 
 def test_train_loader_shuffles_drops_last_and_is_reproducible():
     images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
-    loader = DeviceLoader(images, torch.arange(10), 4, train=True, mean=(0,) * 3, std=(1,) * 3, padding=1, seed=5)
+    loader = DeviceLoader(images, torch.arange(10), 4, True, ((0,) * 3, (1,) * 3), Augment(padding=1), seed=5)
     first = list(loader)
     assert len(first) == len(loader) == 2 and first[0][0].shape == (4, 3, 4, 4)
     seen = torch.cat([b[1] for b in first])
@@ -81,17 +82,17 @@ def test_normalize_accepts_float_in_unit_range():
 
 def test_loader_bad_inputs():
     with pytest.raises(ValueError, match="reflect padding 4 must be smaller than the image size"):
-        DeviceLoader(torch.zeros(3, 3, 4, 4, dtype=torch.uint8), torch.zeros(3), 2, True, (0,) * 3, (1,) * 3)
+        DeviceLoader(torch.zeros(3, 3, 4, 4, dtype=torch.uint8), torch.zeros(3), 2, True, ((0,) * 3, (1,) * 3))
     with pytest.raises(ValueError, match="does not fit"):
-        DeviceLoader(torch.zeros(3, 3, 4, 4, dtype=torch.uint8), torch.zeros(3), 4, True, (0,) * 3, (1,) * 3)
+        DeviceLoader(torch.zeros(3, 3, 4, 4, dtype=torch.uint8), torch.zeros(3), 4, True, ((0,) * 3, (1,) * 3))
     with pytest.raises(ValueError, match=r"need images \[N, C, H, W\]"):
-        DeviceLoader(torch.zeros(3, 4, 4, dtype=torch.uint8), torch.zeros(3), 2, True, (0,) * 3, (1,) * 3)
+        DeviceLoader(torch.zeros(3, 4, 4, dtype=torch.uint8), torch.zeros(3), 2, True, ((0,) * 3, (1,) * 3))
 
 
 def test_training_shards_of_two_processes_are_disjoint_and_cover_the_epoch():
     images = torch.randint(0, 256, (12, 3, 4, 4), dtype=torch.uint8)
-    shards = [DeviceLoader(images, torch.arange(12), 3, True, (0,) * 3, (1,) * 3, padding=1, seed=2, rank=r,
-                           world_size=2)
+    shards = [DeviceLoader(images, torch.arange(12), 3, True, ((0,) * 3, (1,) * 3), Augment(padding=1), seed=2,
+                           shard=(r, 2))
               for r in range(2)]
     seen = [torch.cat([labels for _, labels in loader]).tolist() for loader in shards]
     assert len(shards[0]) == 2 and len(seen[0]) == len(seen[1]) == 6
@@ -100,7 +101,7 @@ def test_training_shards_of_two_processes_are_disjoint_and_cover_the_epoch():
 
 def test_test_shards_of_three_processes_cover_the_set_once_in_order():
     images = torch.randint(0, 256, (11, 3, 4, 4), dtype=torch.uint8)
-    shards = [DeviceLoader(images, torch.arange(11), 2, False, (0,) * 3, (1,) * 3, rank=r, world_size=3)
+    shards = [DeviceLoader(images, torch.arange(11), 2, False, ((0,) * 3, (1,) * 3), shard=(r, 3))
               for r in range(3)]
     seen = [torch.cat([labels for _, labels in loader]).tolist() for loader in shards]
     assert seen == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8]]  # no padding: 11 images are seen once
@@ -168,12 +169,12 @@ def test_grouped_randaugment_draws_ops_per_group_reproducibly():
 
 def test_device_loader_randaugments_training_batches_only():
     images, labels = preload(SyntheticShapes(16, 16, seed=4))
-    stats = {"mean": (0.5,) * 3, "std": (0.25,) * 3}
-    plain = DeviceLoader(images, labels, 16, True, padding=0, flip=False, **stats)
-    augmented = DeviceLoader(images, labels, 16, True, padding=0, flip=False, randaugment_groups=4, **stats)
+    stats = (0.5,) * 3, (0.25,) * 3
+    plain = DeviceLoader(images, labels, 16, True, stats, Augment(padding=0, flip=False))
+    augmented = DeviceLoader(images, labels, 16, True, stats, Augment(0, False, randaugment_groups=4))
     (x_plain, y_plain), (x_aug, y_aug) = next(iter(plain)), next(iter(augmented))  # same seed: same order
     assert torch.equal(y_plain, y_aug) and not torch.equal(x_plain, x_aug)
-    test = DeviceLoader(images, labels, 16, False, randaugment_groups=4, **stats)
-    assert torch.equal(next(iter(test))[0], normalize(images, **stats))
+    test = DeviceLoader(images, labels, 16, False, stats, Augment(randaugment_groups=4))
+    assert torch.equal(next(iter(test))[0], normalize(images, *stats))
     with pytest.raises(ValueError, match="randaugment_groups must be >= 0"):
-        DeviceLoader(images, labels, 16, True, randaugment_groups=-1, **stats)
+        DeviceLoader(images, labels, 16, True, stats, Augment(randaugment_groups=-1))

@@ -4,12 +4,14 @@ from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vit_replication import timing
-from vit_replication.flops import forward_flops, training_flops
+from vit_replication.analysis.flops import forward_flops, training_flops
 from vit_replication.model import ViT, get_config
+from vit_replication.training import timing
+from vit_replication.training.config import model_config, preset
 
 
 def load(name: str):
@@ -102,8 +104,9 @@ scratch_curve = load("scratch_curve")
 
 def test_scratch_curve_stores_one_curve_per_seed_of_the_shipped_architecture(tmp_path):
     result = scratch_curve.main(["--steps", "2", "--seeds", "0", "1", "--batch-size", "16", "--train-size", "16",
-                                 "--test-size", "10", "--out", str(tmp_path / "c.json")])
+                                 "--test-size", "10", "--precision", "fp32", "--out", str(tmp_path / "c.json")])
     assert result["steps"] == [1, 2] and len(result["test_acc"]) == 2 and len(result["seconds"]) == 2
+    assert all(len(accs) == 2 for accs in result["test_acc"])  # evaluated after each epoch
     assert result["model"]["hidden_dim"] == json.loads(
         (Path(__file__).parents[1] / "assets" / "cifar10_vit" / "metrics.json").read_text())["config"]["hidden_dim"]
     assert result["recipe"]["low_res_size"] == 16 and result["recipe"]["patch_dropout"] == 0.25  # main job's
@@ -121,5 +124,38 @@ def test_compute_table_counts_training_as_three_passes_of_the_forward_flops_torc
         model(torch.randn(1, 3, 32, 32))
     uva = rows["UvA deep-learning tutorial 15"]["pflop"] * 1e15
     assert abs(uva - 3 * counter.get_total_flops() * 45_000 * 180) < 1e-6 * uva
+    # short-cpu for 121 epochs as loop.fit trains it: 195 full batches of 256 an epoch, 23,595 steps, the first 85 %
+    # of them (20,056) at 16x16, patch dropout 0.25 throughout
+    architecture = model_config(preset("short-cpu"))
+    low, full = (forward_flops(architecture, size, 0.25) for size in (16, None))
+    expected = 3 * 256 * (20_056 * low + 3_539 * full)
+    assert rows["this project, 30 min"]["pflop"] * 1e15 == pytest.approx(expected, rel=1e-12)
     printed = capsys.readouterr().out
     assert all(name in printed for name in rows)  # the printed table names every row
+
+
+def test_recipes_reports_each_recipe_s_accuracy_ratio_and_training_images_per_second(tmp_path, monkeypatch):
+    """The runs are stubbed: each writes a history of 9 steps (the last epoch cut short by the budget) and reports
+    3 s of training; the benchmark's bookkeeping is what is checked."""
+    recipes = load("recipes")
+    ran = []
+
+    def stub(accuracy):
+        def run(settings, command):
+            ran.append(settings)
+            Path(settings.out).mkdir(parents=True)
+            (Path(settings.out) / "history.json").write_text(json.dumps({"steps": [4, 4, 1]}))
+            return None, {"test_acc": accuracy, "epochs": 3, "wall_seconds_this_run": 10.0,
+                          "train_seconds_all_epochs": 3.0}
+        return run
+
+    monkeypatch.setattr(recipes.train, "run", stub(0.5))
+    monkeypatch.setattr(recipes, "train_cnn", stub(0.75))
+    results = recipes.main(["--recipes", "quick-cpu", "cnn", "small=--preset quick-cpu --hidden-dim 32",
+                            "--time-budget", "60", "--train-size", "512", "--out", str(tmp_path), "--seed", "2"])
+    assert [r["recipe"] for r in results] == ["quick-cpu", "cnn", "small"]
+    assert [r["acc_ratio_to_baseline"] for r in results] == [1.0, 1.5, 1.0]
+    assert [r["train_images_per_s"] for r in results] == [9 * 256 / 3.0] * 3  # 9 steps of 256 images in 3 s
+    assert all(s.time_budget == 60 and s.train_size == 512 and s.seed == 2 for s in ran)
+    assert ran[2].hidden_dim == 32 and ran[2].model == "vit_cifar_tiny" and ran[2].out == str(tmp_path / "small")
+    assert json.loads((tmp_path / "recipes.json").read_text()) == results

@@ -3,8 +3,8 @@ import torch
 from torchvision.models.vision_transformer import EncoderBlock as TorchvisionEncoderBlock
 from torchvision.models.vision_transformer import MLPBlock as TorchvisionMLPBlock
 
-from vit_replication.block import DropPath, EncoderBlock
-from vit_replication.mlp import MLPBlock
+from vit_replication.model.block import DropPath, EncoderBlock
+from vit_replication.model.mlp import MLPBlock
 
 
 def test_mlp_equals_torchvision_mlp_block():

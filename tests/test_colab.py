@@ -2,6 +2,7 @@
 never lost, a second call changes nothing, and without Drive nothing is linked."""
 
 import os
+import sys
 from pathlib import Path
 
 from vit_replication.colab import keep_on_drive, setup
@@ -17,10 +18,12 @@ def _repo(root: Path) -> Path:
 def test_setup_mounts_drive_links_the_folders_and_works_in_notebooks(tmp_path, monkeypatch, capsys):
     repo, mounted = _repo(tmp_path / "content" / "vit_replication"), []
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
     drive = tmp_path / "content" / "drive"
     workdir = setup(repo, drive=True, mount=lambda point: (mounted.append(point), (Path(point) / "MyDrive").mkdir(
         parents=True)), mount_point=str(drive))
     assert mounted == [str(drive)] and workdir == repo / "notebooks" and Path.cwd() == repo / "notebooks"
+    assert sys.path[0] == str(repo / "notebooks")  # the exercises import as they do in a local clone
     kept = drive / "MyDrive" / "vit_replication"
     for name in ("runs", "data"):
         assert (repo / name).is_symlink() and (repo / name).resolve() == (kept / name).resolve()

@@ -4,12 +4,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from vit_replication import compare, engine, timing
-from vit_replication.augment import DeviceLoader, preload
-from vit_replication.compare import inference_throughput, summary_table, train_variant
+from vit_replication.analysis import compare
+from vit_replication.analysis.compare import inference_throughput, train_variant
+from vit_replication.data.augment import DeviceLoader, preload
+from vit_replication.data.synthetic import SyntheticShapes
 from vit_replication.model import ViT
-from vit_replication.recipe import TrainConfig
-from vit_replication.synthetic import SyntheticShapes
+from vit_replication.training import loop as engine
+from vit_replication.training import timing
+from vit_replication.training.config import TrainConfig
 
 
 def recipe(**changes) -> TrainConfig:
@@ -17,30 +19,29 @@ def recipe(**changes) -> TrainConfig:
     return TrainConfig(**dict(loader="device", randaugment=False) | changes)
 
 
-def loaders(tiny_config):
+def loaders(tiny_config) -> tuple[DeviceLoader, DeviceLoader]:
+    """(train, test): 64 synthetic images in 4 batches of 16, and 32 in 2."""
     train = preload(SyntheticShapes(64, tiny_config.image_size, split="train"))
     test = preload(SyntheticShapes(32, tiny_config.image_size, split="test"))
-    stats = {"mean": (0.5,) * 3, "std": (0.25,) * 3}
-    return DeviceLoader(*train, 16, True, **stats), DeviceLoader(*test, 16, False, **stats)
+    stats = (0.5,) * 3, (0.25,) * 3
+    return DeviceLoader(*train, 16, True, stats), DeviceLoader(*test, 16, False, stats)
 
 
 def test_same_seed_same_variant_trains_identically_and_reports(tiny_config, step_clock, monkeypatch):
     # the epochs are timed on an injected clock: 4 training steps of 0.5 s and 2 test batches of 0.125 s an epoch
     monkeypatch.setattr(engine, "time", SimpleNamespace(perf_counter=step_clock))
-    runs = [train_variant("plain", lambda: step_clock.hook(ViT(tiny_config)), *loaders(tiny_config),
-                          recipe(epochs=2, lr=1e-3), torch.device("cpu"), progress=False) for _ in range(2)]
+    runs = [train_variant("plain", lambda: step_clock.hook(ViT(tiny_config)), loaders(tiny_config),
+                          recipe(epochs=2, lr=1e-3), torch.device("cpu")) for _ in range(2)]
     assert runs[0]["history"]["train_loss"] == runs[1]["history"]["train_loss"]
     assert runs[0]["history"]["test_acc"] == runs[1]["history"]["test_acc"]
     assert runs[0]["parameters"] == sum(p.numel() for p in runs[0]["model"].parameters())
     assert runs[0]["history"]["epoch"] == [1, 2] and runs[0]["history"]["epoch_time"] == [2.25, 2.25]
     assert runs[0]["train_images_per_s"] == 2 * 64 / 4.5  # training images over the epochs' seconds
-    table = summary_table(runs)
-    assert table.count("plain") == 2 and f"{runs[0]['parameters']:,}" in table
 
 
 def test_different_seed_changes_the_run(tiny_config):
-    a, b = (train_variant("v", lambda: ViT(tiny_config), *loaders(tiny_config),
-                          recipe(epochs=1, seed=s), torch.device("cpu"), progress=False) for s in (0, 1))
+    a, b = (train_variant("v", lambda: ViT(tiny_config), loaders(tiny_config),
+                          recipe(epochs=1, seed=s), torch.device("cpu"), log=False) for s in (0, 1))
     assert a["history"]["train_loss"] != b["history"]["train_loss"]
 
 
@@ -54,36 +55,35 @@ def test_inference_throughput_is_images_per_timed_second(tiny_config, step_clock
 
 
 def test_train_seeds_runs_each_seed_once_with_one_line_each(tiny_config, capsys):
-    from vit_replication.compare import train_seeds
+    from vit_replication.analysis.compare import train_seeds
 
-    runs = train_seeds("plain", lambda: ViT(tiny_config), *loaders(tiny_config),
+    runs = train_seeds("plain", lambda: ViT(tiny_config), loaders(tiny_config),
                        recipe(epochs=2, eval_every=2), torch.device("cpu"), seeds=(0, 1))
     lines = capsys.readouterr().out.splitlines()
     assert [r["seed"] for r in runs] == [0, 1] and len(lines) == 2 and lines[1].startswith("plain")
     assert f"seed 1: {runs[1]['test_acc']:.2%}" in lines[1]
     assert runs[0]["history"]["test_acc"][0] is None  # evaluated only at the end
-    single = train_variant("plain", lambda: ViT(tiny_config), *loaders(tiny_config),
-                           recipe(epochs=2, eval_every=2, seed=1), torch.device("cpu"), progress=False, log=False)
+    single = train_variant("plain", lambda: ViT(tiny_config), loaders(tiny_config),
+                           recipe(epochs=2, eval_every=2, seed=1), torch.device("cpu"), log=False)
     assert single["history"]["train_loss"] == runs[1]["history"]["train_loss"]  # the same as a single run
 
 
 def test_train_variant_follows_the_recipe_s_phases(tiny_config):
-    # 4 epochs, the first half at 8x8 pixels with patch dropout 0.5 for the first 3: what the model sees per epoch
+    # 4 epochs of 4 steps, the first 40 % of the steps at 8x8 pixels: steps 0-6 (p = step / 16 < 0.4), into the
+    # second epoch; patch dropout 0.5 throughout
     seen = []
 
     def build():
         model = ViT(tiny_config)
         model.register_forward_pre_hook(lambda m, args: seen.append(
-            (m.training, args[0].shape[-1], m.embedding.patch_dropout.p)) if m.training else None)
+            (args[0].shape[-1], m.embedding.patch_dropout.p)) if m.training else None)
         return model
 
-    run = train_variant("phases", build, *loaders(tiny_config),
-                        recipe(epochs=4, low_res_size=8, low_res_fraction=0.5, patch_dropout=0.5,
-                               patch_dropout_fraction=0.75, drop_path=0.2, attention="explicit"),
-                        torch.device("cpu"), progress=False, log=False)
-    per_epoch = [seen[i * 4] for i in range(4)]  # 64 images in batches of 16: 4 steps an epoch
-    assert len(seen) == 16 and [size for _, size, _ in per_epoch] == [8, 8, 16, 16]
-    assert [p for _, _, p in per_epoch] == [0.5, 0.5, 0.5, 0.0]
+    run = train_variant("phases", build, loaders(tiny_config),
+                        recipe(epochs=4, low_res_size=8, low_res_fraction=0.4, patch_dropout=0.5, drop_path=0.2,
+                               attention="explicit"), torch.device("cpu"), log=False)
+    assert [size for size, _ in seen] == [8] * 7 + [16] * 9 and {p for _, p in seen} == {0.5}
+    assert run["history"]["low_res_steps"] == [4, 3, 0, 0] and run["history"]["steps"] == [4] * 4
     assert run["model"].runtime.drop_path == 0.2 and run["model"].runtime.dynamic_image_size
     assert run["model"].runtime.attention == "explicit"  # the model's own is "sdpa"
     assert not any(block.attention.use_sdpa for block in run["model"].blocks())
@@ -91,10 +91,10 @@ def test_train_variant_follows_the_recipe_s_phases(tiny_config):
 
 @pytest.mark.parametrize("variant", ["plain", "realformer", "width_varying"])
 def test_build_for_starts_every_variant_from_the_recipe_s_initial_weights(tiny_config, variant):
-    from vit_replication.mimetic import sincos_position_embedding
-    from vit_replication.realformer import RealFormerViT
-    from vit_replication.variant import build_for
-    from vit_replication.width_varying import WidthVaryingConfig, WidthVaryingViT
+    from vit_replication.training.mimetic import sincos_position_embedding
+    from vit_replication.training.variant import build_for
+    from vit_replication.variants.realformer import RealFormerViT
+    from vit_replication.variants.width_varying import WidthVaryingConfig, WidthVaryingViT
 
     build = {"plain": lambda: ViT(tiny_config), "realformer": lambda: RealFormerViT(tiny_config),
              "width_varying": lambda: WidthVaryingViT(WidthVaryingConfig(
@@ -111,15 +111,15 @@ def test_build_for_starts_every_variant_from_the_recipe_s_initial_weights(tiny_c
 
 
 def test_train_variant_refuses_what_it_would_not_apply(tiny_config):
-    with pytest.raises(ValueError, match="does not apply mixup, ema"):
-        train_variant("v", lambda: ViT(tiny_config), *loaders(tiny_config), recipe(mixup=0.8, ema=0.999),
+    with pytest.raises(ValueError, match="does not apply mixup, cutmix"):
+        train_variant("v", lambda: ViT(tiny_config), loaders(tiny_config), recipe(mixup=0.8, cutmix=1.0),
                       torch.device("cpu"))
 
 
 def test_mean_std_and_difference_against_statistics():
     import statistics
 
-    from vit_replication.compare import describe_difference, difference, mean_std, seeds_table
+    from vit_replication.analysis.compare import describe_difference, difference, mean_std, seeds_table
 
     values = [0.61, 0.64, 0.58]
     assert mean_std(values) == (statistics.mean(values), statistics.stdev(values))
@@ -144,7 +144,7 @@ def test_plot_seeds_draws_a_point_per_seed():
     import matplotlib
 
     matplotlib.use("Agg")
-    from vit_replication.visualize import plot_seeds
+    from vit_replication.analysis.visualize import plot_seeds
 
     runs = {"a": [{"test_acc": v} for v in (0.5, 0.6, 0.7)], "b": [{"test_acc": 0.4}]}
     fig = plot_seeds(runs)
@@ -157,13 +157,20 @@ def test_plot_seeds_draws_a_point_per_seed():
 
 def test_expected_seconds_times_each_resolution_and_counts_the_recipe_s_epochs(tiny_config, step_clock, monkeypatch):
     # on the injected clock a training step takes 0.5 s and a test batch 0.125 s, at any image size
-    monkeypatch.setattr(timing, "seconds_per_step", partial(timing.seconds_per_step, clock=step_clock))
+    monkeypatch.setattr(compare, "seconds_per_step", partial(timing.seconds_per_step, clock=step_clock))
     train_loader, test_loader = loaders(tiny_config)  # 4 training steps and 2 test batches an epoch
-    config = recipe(epochs=5, low_res_size=8, low_res_fraction=0.6, eval_every=2)  # 3 epochs at 8x8, then 2
-    seconds = compare.expected_seconds(lambda: step_clock.hook(ViT(tiny_config)), train_loader, test_loader,
-                                       config, torch.device("cpu"))
-    # 5 epochs of 4 steps with the planner's margin, and evaluations after epochs 2, 4 and the last
-    assert seconds == 1.2 * 0.5 * 4 * 5 + 3 * 0.125 * 2
+    config = recipe(epochs=5, low_res_size=8, low_res_fraction=0.6, eval_every=2)  # 12 steps at 8x8, then 8
+    sizes = []
+
+    def build():
+        model = step_clock.hook(ViT(tiny_config))
+        model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[-1]) if m.training else None)
+        return model
+
+    seconds = compare.expected_seconds(build, (train_loader, test_loader), config, torch.device("cpu"))
+    # 20 steps of 0.5 s, and evaluations of the 2 test batches after epochs 2, 4 and the last
+    assert seconds == 0.5 * 4 * 5 + 3 * 0.125 * 2
+    assert sizes == [8] * 4 + [16] * 4  # each size timed: a warm-up step and 3 timed steps
     assert train_loader.image_size is None  # the training loader is left at the model's size
     line = compare.describe_plan({"plain": 120.0, "other": 180.0}, (0, 1, 2), 5)
     assert line == ("6 runs (2 variants x 3 seeds) of 5 epochs; expected minutes a run: plain 2.0, other 3.0; "

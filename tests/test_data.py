@@ -4,8 +4,8 @@ import torchvision
 from PIL import Image
 
 from vit_replication import data
+from vit_replication.data.synthetic import SHAPES, SyntheticShapes, shape_mask
 from vit_replication.errors import UserError
-from vit_replication.synthetic import SHAPES, SyntheticShapes, shape_mask
 
 
 def test_synthetic_is_deterministic_and_splits_differ():

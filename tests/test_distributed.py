@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 
 from vit_replication import train
-from vit_replication.budget import EPOCH_MARGIN
 from vit_replication.data import make_loader
-from vit_replication.engine import evaluate
+from vit_replication.data.pipeline import build_data
 from vit_replication.model import ViT, get_config
-from vit_replication.pipeline import build_data
+from vit_replication.training.budget import FIGURES_SECONDS
+from vit_replication.training.loop import evaluate
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 DRAWS_WORKER = Path(__file__).with_name("ddp_draws_worker.py")
@@ -75,50 +75,28 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
     _, test_set, _, _ = build_data(args, 32)
     model = ViT(TINY_CONFIG)
     model.load_state_dict(rank0)
-    whole = evaluate(model, make_loader(test_set, 64, False), torch.nn.CrossEntropyLoss(), torch.device("cpu"),
-                     progress=False)  # the reported test loss is the plain cross-entropy
+    whole = evaluate(model, make_loader(test_set, 64, False), torch.device("cpu"))  # the plain cross-entropy
     assert metrics["test_acc"] == whole["acc"]
     assert abs(metrics["test_loss"] - whole["loss"]) < 1e-5
 
 
-def test_torchrun_time_budget_plans_the_same_epochs_in_every_process(tmp_path):
-    """With --time-budget each process times its own steps; they must still agree on the schedule (else DDP hangs).
-    Step times are injected (rank 1 twice as slow as rank 0), so the plan does not depend on the machine: the
-    slowest process sets the pace, 2 training steps of 200 s (x budget.EPOCH_MARGIN) + 1 evaluation batch of 1 s
-    an epoch; the budget holds 3 such epochs, the final evaluation and up to 200 s of start-up, but not
-    4 epochs."""
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
-        "--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
-        "--time-budget", str(3 * (400 * EPOCH_MARGIN + 1) + 1 + 200), "--device", "cpu", "--no-progress",
+def test_torchrun_time_budget_stops_every_process_at_the_same_step(tmp_path):
+    """With --time-budget each process reads its own clock; they must still take the same steps (else DDP hangs).
+    Each runs on a step clock, rank 1 twice as slow as rank 0 (1 s a training forward pass, 0.25 s an evaluation
+    one), and both follow the slower: its set-up evaluation (0.25 s) and two more and the figures' seconds are taken
+    from the budget, leaving 5 s; its epochs take 2 x 1 s + 0.25 s, so the third stops after one step. On rank 0's
+    clock alone the 5 s would hold 9 steps."""
+    command = TORCHRUN + [
+        str(WORKER), "--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
+        "--time-budget", str(5 + 3 * 0.25 + FIGURES_SECONDS), "--device", "cpu", "--no-progress",
         "--out", str(tmp_path), "--precision", "fp32", *TINY,
     ]
-    env = {**os.environ, "TEST_STEP_SECONDS": "100,0.5"}
+    env = {**os.environ, "TEST_STEP_SECONDS": "0.5,0.125"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert all(torch.equal(value, rank1[key]) for key, value in rank0.items())
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["epochs"] == 3 and "3 epochs planned" in result.stdout
-
-
-def test_torchrun_plans_again_after_the_first_epoch_from_the_slowest_process(tmp_path):
-    """A budget of 5 epochs (injected step times, as above) is planned again after the first epoch, from the first
-    epoch's time and the time spent: each process measures its own, and both must plan from the same (the
-    slowest's, all-reduced), or their schedules would differ. The epochs really take milliseconds, so the second plan
-    reaches its cap, 10 times the first."""
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
-        "--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
-        "--time-budget", str(5 * (400 * EPOCH_MARGIN + 1) + 1 + 200), "--device", "cpu", "--no-progress",
-        "--out", str(tmp_path), "--precision", "fp32", "--eval-every", "10", "--save-every", "10", *TINY,
-    ]
-    env = {**os.environ, "TEST_STEP_SECONDS": "100,0.5"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "5 epochs planned" in result.stdout and "50 epochs in all (planned before it: 5)" in result.stdout
-    seen = [json.loads((tmp_path / f"replan{rank}.json").read_text()) for rank in (0, 1)]
-    assert seen[0] == seen[1] and seen[0]["epochs"] == 50
-    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    assert all(torch.equal(value, rank1[key]) for key, value in rank0.items())
-    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 50
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["steps"] == [2, 2, 1] and metrics["steps"] == 5 and metrics["budget"] == "5 s of training"
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["budget_seconds"] == 5

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vit_replication.embedding import PatchEmbedding, ViTEmbedding
+from vit_replication.model.embedding import PatchEmbedding, ViTEmbedding
 
 
 def test_patch_embedding_shape():
@@ -64,7 +64,7 @@ def test_wrong_image_size_and_rank():
 
 def test_resampled_position_embedding_matches_torch_bicubic_on_the_grid():
     """Sec. 3.2: E_pos is resized as an image of the patch grid; the class token's row stays as it is."""
-    from vit_replication.embedding import resample_position_embedding
+    from vit_replication.model.embedding import resample_position_embedding
 
     pos = torch.randn(1, 1 + 8 * 8, 6)
     out = resample_position_embedding(pos, 4)
@@ -79,8 +79,8 @@ def test_model_at_another_resolution_equals_a_model_built_for_it(tiny_config):
     """A dynamic-size ViT fed 8x8 images computes what a ViT built for 8x8 computes with the interpolated E_pos."""
     from dataclasses import replace
 
-    from vit_replication.embedding import resample_position_embedding
     from vit_replication.model import ViT
+    from vit_replication.model.embedding import resample_position_embedding
 
     torch.manual_seed(0)
     dynamic = ViT(tiny_config, dynamic_image_size=True).eval()  # built for 16x16: a 4x4 grid
@@ -97,7 +97,7 @@ def test_model_at_another_resolution_equals_a_model_built_for_it(tiny_config):
 
 
 def test_patch_dropout_keeps_the_class_token_and_a_random_subset_while_training_only():
-    from vit_replication.embedding import PatchDropout
+    from vit_replication.model.embedding import PatchDropout
 
     drop = PatchDropout(0.5)
     z = torch.arange(2 * 9 * 1, dtype=torch.float32).reshape(2, 9, 1)  # class token + 8 patches, values = ids

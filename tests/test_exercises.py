@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from exercises import EXERCISES, check, solutions
+from exercises.solutions import OPEN_ANSWERS, SOLUTIONS
 
-from vit_replication import solutions
-from vit_replication.exercises import EXERCISES, check
-from vit_replication.flops import forward_macs
-from vit_replication.solutions import OPEN_ANSWERS, SOLUTIONS
+from vit_replication.analysis.flops import forward_macs
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NUMBERS = [f"{n:02d}" for n in range(1, 11)]  # the notebooks that end with exercises

@@ -4,7 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from vit_replication.figures import ARCHITECTURE_PNG, draw_architecture, main  # noqa: E402
+from vit_replication.analysis.figures import ARCHITECTURE_PNG, draw_architecture, main  # noqa: E402
 from vit_replication.model import get_config  # noqa: E402
 
 

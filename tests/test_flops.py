@@ -3,9 +3,7 @@ import torch
 import torchvision.models as tvm
 from torch.utils.flop_counter import FlopCounterMode
 
-from vit_replication.augment import DeviceLoader
-from vit_replication.embedding import PatchDropout
-from vit_replication.flops import (
+from vit_replication.analysis.flops import (
     describe,
     forward_flops,
     forward_macs,
@@ -13,8 +11,12 @@ from vit_replication.flops import (
     run_training_flops,
     training_flops,
 )
+from vit_replication.data.augment import DeviceLoader
 from vit_replication.model import ViT, get_config
-from vit_replication.recipe import TrainConfig, epoch_schedule, low_res_epochs
+from vit_replication.model.embedding import PatchDropout
+from vit_replication.training.config import TrainConfig
+from vit_replication.training.loop import Run, fit
+from vit_replication.training.schedule import Progress
 
 
 def _counted(model: torch.nn.Module, images: torch.Tensor, backward: bool = False) -> int:
@@ -94,36 +96,41 @@ def test_low_resolution_training_step_with_patch_dropout_is_counted_exactly(tiny
         assert _counted(model.eval(), torch.randn(4, 3, 12, 12)) == 4 * forward_flops(tiny_config, 12)
 
 
-def test_run_training_flops_add_up_the_steps_of_each_epoch_at_its_resolution(tiny_config):
-    """Five epochs of one batch through recipe.epoch_schedule (the first round(0.5 x 5) = 2 at 12x12 pixels; Python
-    rounds half to even, so rounding 2.5 again another way would give 3; patch dropout for the first round(0.8 x 5)
-    = 4), each step counted by FlopCounterMode."""
+def test_run_training_flops_add_up_the_steps_of_a_history_at_their_resolution(tiny_config):
+    history = {"steps": [5, 5, 3], "low_res_steps": [5, 2, 0]}  # 7 of 13 steps of 8 images at 12x12 pixels
+    assert run_training_flops(tiny_config, history, 8, 0.25, 12) == \
+        training_flops(tiny_config, 7 * 8, 12, 0.25) + training_flops(tiny_config, 6 * 8, 16, 0.25)
+    assert run_training_flops(tiny_config, history, 8) == training_flops(tiny_config, 13 * 8)  # no --low-res-size
+    full = {"steps": [5, 5, 3], "low_res_steps": [0, 0, 0]}
+    assert run_training_flops(tiny_config, full, 8, 0.25, 12) == training_flops(tiny_config, 13 * 8, 16, 0.25)
+    assert run_training_flops(tiny_config, {"steps": [], "low_res_steps": []}, 8) == 0
+
+
+def test_run_training_flops_are_what_fit_computes_to_the_flop(tiny_config):
+    """Three epochs of 2 batches of 4 images, the first half of the steps (p < 0.5: steps 0-2) at 12x12 pixels
+    with patch dropout, all counted by FlopCounterMode, and one evaluation of 4 images at the end."""
     images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
-    loader = DeviceLoader(images, torch.arange(8) % 10, 8, True, (0.5,) * 3, (0.25,) * 3)
-    config = TrainConfig(loader="device", low_res_size=12, low_res_fraction=0.5, patch_dropout=0.25,
-                         patch_dropout_fraction=0.8)
-    model = _explicit(ViT(tiny_config), patch_dropout=0.25, dynamic_image_size=True).train()
-    before_epoch = epoch_schedule(config, 5, model=model, train_loader=loader, log=False)
-    counted, sizes, dropped = 0, [], []
-    for epoch in range(5):
-        before_epoch(epoch)
-        dropped.append(model.runtime.patch_dropout)
-        for batch, _ in loader:
-            counted += _counted(model, batch, backward=True)
-            sizes.append(batch.shape[-1])
-    assert sizes == [12, 12, 16, 16, 16] and low_res_epochs(config, 5) == 2 and dropped == [0.25] * 4 + [0.0]
-    expected = run_training_flops(tiny_config, 8, 5, low_res_epochs(config, 5), 12, 0.25, dropout_epochs=4)
-    assert counted == expected - 2 * _not_computed(tiny_config, 8, 12) - 3 * _not_computed(tiny_config, 8)
-    assert expected == 2 * training_flops(tiny_config, 8, 12, 0.25) + 2 * training_flops(tiny_config, 8, 16, 0.25) + \
-        training_flops(tiny_config, 8, 16, 0.0)
-    assert run_training_flops(tiny_config, 8, 5) == training_flops(tiny_config, 40)  # no low-res phase, no dropout
-    assert run_training_flops(tiny_config, 8, 5, 2) == training_flops(tiny_config, 40)  # no --low-res-size
+    stats = (0.5,) * 3, (0.25,) * 3
+    loaders = DeviceLoader(images, torch.arange(8) % 10, 4, True, stats), \
+        DeviceLoader(images[:4], torch.arange(4), 4, False, stats)
+    config = TrainConfig(loader="device", device="cpu", epochs=3, batch_size=4, low_res_size=12, low_res_fraction=0.5,
+                         patch_dropout=0.25, eval_every=10, progress=False)
+    run = Run.create(config, _explicit(ViT(tiny_config), patch_dropout=0.25, dynamic_image_size=True), loaders, "cpu")
+    run.log = False
+    with FlopCounterMode(display=False) as counter:
+        history = fit(run, Progress(steps=run.steps()))
+    assert history["steps"] == [2, 2, 2] and history["low_res_steps"] == [2, 1, 0]
+    expected = run_training_flops(tiny_config, history, 4, 0.25, 12)
+    assert expected == 3 * training_flops(tiny_config, 4, 12, 0.25) + 3 * training_flops(tiny_config, 4, 16, 0.25)
+    not_computed = 3 * _not_computed(tiny_config, 4, 12) + 3 * _not_computed(tiny_config, 4)
+    assert counter.get_total_flops() == expected - not_computed + 4 * forward_flops(tiny_config)
 
 
 def test_shipped_cpu_run_did_a_third_of_the_work_of_full_size_epochs():
     # the CPU recipe's 257 epochs of 195 batches of 256: 180 at 16x16 (16 patches, 12 kept), 77 at 32x32 (64, 48)
     config = get_config("vit_cifar_cpu")
-    done = run_training_flops(config, 195 * 256, 257, 180, 16, 0.25)
+    history = {"steps": [195] * 257, "low_res_steps": [195] * 180 + [0] * 77}
+    done = run_training_flops(config, history, 256, 0.25, 16)
     assert round(done / 1e15, 2) == 2.27 and round(training_flops(config, 195 * 256 * 257) / 1e15, 2) == 6.43
 
 

@@ -2,7 +2,6 @@ import pytest
 import torch
 import torchvision
 
-from vit_replication.convert import convert_torchvision_state_dict, vit_from_torchvision
 from vit_replication.download import DownloadError
 from vit_replication.model import (
     CONFIGS,
@@ -13,6 +12,7 @@ from vit_replication.model import (
     expected_num_parameters,
     get_config,
 )
+from vit_replication.weights.convert import convert_torchvision_state_dict, vit_from_torchvision
 
 
 def test_vit_b_16_parameter_count_matches_paper_and_torchvision():
@@ -117,7 +117,7 @@ def test_unknown_config_and_overrides():
 
 
 def test_pretrained_weights_unavailable_says_so(monkeypatch):
-    from vit_replication.convert import load_torchvision_pretrained
+    from vit_replication.weights.convert import load_torchvision_pretrained
 
     def offline(weights=None):
         raise OSError("[Errno -2] Name or service not known")

@@ -4,7 +4,7 @@ import torch
 from torchvision.models.vision_transformer import VisionTransformer
 
 from vit_replication.model import ViT
-from vit_replication.npz import config_from_npz, download_npz, load_npz, npz_arrays_from_vit, save_npz
+from vit_replication.weights.npz import config_from_npz, download_npz, load_npz, npz_arrays_from_vit, save_npz
 
 
 def google_arrays_from_torchvision(tv: VisionTransformer) -> dict[str, np.ndarray]:
@@ -66,7 +66,7 @@ def test_round_trip_through_npz_is_exact(tiny_config, tmp_path):
 
 
 def test_export_matches_the_independent_torchvision_writer():
-    from vit_replication.convert import vit_from_torchvision
+    from vit_replication.weights.convert import vit_from_torchvision
 
     tv = small_torchvision_vit()
     ours = npz_arrays_from_vit(vit_from_torchvision(tv))

@@ -4,7 +4,7 @@ size s counts as s copies of itself."""
 import pytest
 import torch
 
-from vit_replication.pooling import check_pool, pool_tokens
+from vit_replication.model.pooling import check_pool, pool_tokens
 
 
 def test_pooling_any_leading_dims_matches_a_loop_over_the_rows():

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from vit_replication.errors import UserError
 from vit_replication.model import ViT, count_parameters
-from vit_replication.realformer import RealFormerViT, ResidualAttention
+from vit_replication.variants.realformer import RealFormerViT, ResidualAttention
 
 
 def test_residual_attention_equals_sdpa_with_previous_scores_as_additive_mask():

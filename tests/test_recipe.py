@@ -1,25 +1,37 @@
-"""The run's settings (recipe.TrainConfig), the recipe's phases by epoch, the EMA of the weights, and the statistics
-of a few seeds."""
+"""The run's settings (``training.config.TrainConfig``), how the model runs in a recipe, the recipe's phases by
+progress, and the statistics of a few seeds."""
 
 import math
+import re
 import statistics
 
 import pytest
 import torch
-from torch import nn
 
 from vit_replication import train
-from vit_replication.augment import DeviceLoader, batch_mixing
-from vit_replication.ema import EMA
+from vit_replication.analysis.stats import mean_std, regularized_beta, t_two_sided_p, welch_t_test
+from vit_replication.data.augment import DeviceLoader
 from vit_replication.model import ViT, count_parameters
-from vit_replication.recipe import PRESETS, ConfigError, TrainConfig, epoch_schedule, model_config, preset
-from vit_replication.stats import mean_std, regularized_beta, t_two_sided_p, welch_t_test
+from vit_replication.model.vit import Runtime
+from vit_replication.training.config import (
+    DROP_PATH,
+    PRESETS,
+    ConfigError,
+    TrainConfig,
+    model_config,
+    model_runtime,
+    preset,
+)
+from vit_replication.training.loop import Run, set_phase
 
 
 @pytest.mark.parametrize("changes, field, message", [
     (dict(batch_size=0), "batch_size", "batch_size must be at least 1, got 0"),
     (dict(lr=0.0), "lr", "lr must be > 0, got 0.0"),
-    (dict(ema=1.0), "ema", "ema must be in [0, 1), got 1.0"),
+    (dict(patch_dropout=1.0), "patch_dropout", "patch_dropout must be in [0, 1), got 1.0"),
+    (dict(time_budget=0.0), "time_budget", "time_budget must be > 0 seconds, got 0"),
+    (dict(eval_every=0), "eval_every", "eval_every must be at least 1, got 0"),
+    (dict(low_res_fraction=-0.1), "low_res_fraction", "low_res_fraction must be in [0, 1], got -0.1"),
     (dict(mixing_fraction=1.5), "mixing_fraction", "mixing_fraction must be in [0, 1], got 1.5"),
     (dict(decay="step"), "decay", "decay must be one of cosine, linear, wsd, got 'step'"),
     (dict(optimizer="sgd"), "optimizer", "optimizer must be one of adamw, muon, got 'sgd'"),
@@ -48,6 +60,11 @@ def test_presets_are_overrides_of_the_defaults_and_the_command_line_parses_into_
     assert train.given_options(["--lr", "0.5", "--no-progress"]) == {"lr": 0.5, "progress": False}
     with pytest.raises(ConfigError, match="unknown setting"):
         preset("cifar10-cpu", learning_rate=1.0)
+    for removed in ("ema", "patch_dropout_fraction"):
+        with pytest.raises(ConfigError, match=rf"unknown setting\(s\) {removed}$"):
+            preset(None, **{removed: 0.5})
+        with pytest.raises(TypeError):
+            TrainConfig(**{removed: 0.5})
     with pytest.raises(ConfigError, match="preset must be one of"):
         preset("gpu-fast")
 
@@ -77,45 +94,45 @@ def test_every_field_of_the_settings_is_a_flag():
     for name in TrainConfig.__dataclass_fields__:
         flag = "--" + name.replace("_", "-")
         assert flag in train.parser().format_help(), flag
+    assert not re.search(r"--ema\b|--patch-dropout-fraction", train.parser().format_help())  # removed settings
 
 
-def _loader():
+def test_model_config_is_the_named_config_with_the_fields_given():
+    config = model_config(TrainConfig(model="vit_cifar_tiny", hidden_dim=48, pool="gap"), num_classes=7)
+    assert (config.hidden_dim, config.pool, config.num_classes) == (48, "gap", 7)
+    assert model_config(TrainConfig(model="vit_cifar_tiny")) == model_config(TrainConfig(model="vit_cifar_tiny",
+                                                                                         hidden_dim=None))
+    assert model_config(TrainConfig(model="vit_cifar_tiny")).hidden_dim != 48
+
+
+def test_model_runtime_is_how_the_recipe_runs_the_model():
+    assert DROP_PATH == {"vit_cifar": 0.1, "vit_s_cifar": 0.1}
+    assert model_runtime(TrainConfig(), "sdpa") == Runtime("sdpa", 0.0, 0.1, False)  # vit_cifar's drop path
+    assert model_runtime(TrainConfig(model="vit_cifar_tiny"), "explicit") == Runtime("explicit", 0.0, 0.0, False)
+    assert model_runtime(TrainConfig(drop_path=0.0), "sdpa").drop_path == 0.0  # given: not the default
+    short = model_runtime(preset("short-cpu"), "sdpa")  # a low-resolution phase needs other image sizes
+    assert short == Runtime("sdpa", 0.25, 0.0, True)
+    model = ViT(model_config(preset("quick-cpu")), short)
+    assert model.runtime == short
+
+
+def _run(tiny_config, **settings) -> Run:
     images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
-    return DeviceLoader(images, torch.arange(8) % 10, 4, True, (0.5,) * 3, (0.25,) * 3)
+    loader = DeviceLoader(images, torch.arange(8) % 10, 4, True, ((0.5,) * 3, (0.25,) * 3))
+    config = TrainConfig(loader="device", device="cpu", **settings)
+    return Run.create(config, ViT(tiny_config, dynamic_image_size=True), (loader, loader), "cpu", num_classes=10)
 
 
-def test_the_schedule_turns_mixing_and_patch_dropout_off_for_the_last_epochs(tiny_config):
-    config = TrainConfig(loader="device", low_res_size=8, low_res_fraction=0.25, patch_dropout=0.25,
-                         patch_dropout_fraction=0.5, mixup=0.8, mixing_fraction=0.75)
-    model, loader, mixing = ViT(tiny_config, patch_dropout=0.25, dynamic_image_size=True), _loader(), \
-        batch_mixing(10, mixup_alpha=0.8)
-    before_epoch = epoch_schedule(config, 8, model=model, train_loader=loader, mixing=mixing, log=False)
-    seen = []
-    for epoch in range(8):
-        before_epoch(epoch)
-        seen.append((loader.image_size, model.runtime.patch_dropout, mixing.active))
-    assert seen == [(8, 0.25, True)] * 2 + [(None, 0.25, True)] * 2 + [(None, 0.0, True)] * 2 + \
-        [(None, 0.0, False)] * 2
+def test_the_phases_follow_the_progress_of_the_run(tiny_config):
+    run = _run(tiny_config, low_res_size=8, low_res_fraction=0.25, mixup=0.8, mixing_fraction=0.75)
+    seen = [(set_phase(run, p), run.train_loader.image_size, run.mixing.active) for p in (0.0, 0.2, 0.25, 0.5, 0.75)]
+    assert seen == [(True, 8, True), (True, 8, True), (False, None, True), (False, None, True),
+                    (False, None, False)]
     images, labels = torch.randn(4, 3, 16, 16), torch.arange(4)
-    out_images, out_labels = mixing(images, labels)  # switched off: the batch and hard labels pass unchanged
+    out_images, out_labels = run.mixing(images, labels)  # switched off: the batch and hard labels pass unchanged
     assert out_images is images and out_labels is labels
-    assert epoch_schedule(TrainConfig(), 8, model=model, train_loader=loader) is None  # a single phase
-
-
-def test_ema_follows_the_formula_with_its_warm_up():
-    model = nn.Linear(2, 1)
-    ema = EMA(model, decay=0.9)
-    expected = ema.module.weight.detach().clone()
-    for step in range(20):
-        with torch.no_grad():
-            model.weight.add_(1.0)
-        d = min(0.9, (1 + step) / (10 + step))  # 0.1, 0.18, ... then 0.9 from step 80 on: here the warm-up
-        expected = d * expected + (1 - d) * model.weight.detach()
-        ema.update(model)
-        torch.testing.assert_close(ema.module.weight, expected)
-    assert ema.updates == 20 and not ema.module.weight.requires_grad
-    with pytest.raises(ValueError, match="EMA decay must be in"):
-        EMA(model, 1.0)
+    plain = _run(tiny_config)  # a single phase: full size, no mixing
+    assert not set_phase(plain, 0.0) and plain.train_loader.image_size is None and plain.mixing is None
 
 
 def test_welch_t_test_against_closed_forms():
@@ -136,7 +153,7 @@ def test_welch_t_test_against_closed_forms():
 
 
 def test_mean_se_is_the_standard_deviation_over_the_root_of_the_count():
-    from vit_replication.stats import mean_se
+    from vit_replication.analysis.stats import mean_se
 
     assert mean_se([0.60, 0.62, 0.64]) == pytest.approx((0.62, 0.02 / 3 ** 0.5))
     assert mean_se([0.5]) == (0.5, 0.0)

@@ -7,8 +7,9 @@ import torch
 from vit_replication import train
 from vit_replication.errors import UserError
 from vit_replication.model import Runtime, ViT, config_dict
-from vit_replication.recipe import model_config, model_runtime
-from vit_replication.trained import check_resumable, model_from_checkpoint, runtime_changes
+from vit_replication.training.config import model_config, model_runtime
+from vit_replication.weights.checkpoint import load_checkpoint
+from vit_replication.weights.trained import check_resumable, model_from_checkpoint, runtime_changes
 
 
 def test_explicit_attention_computes_what_sdpa_computes(tiny_config):
@@ -65,17 +66,9 @@ def test_runtime_changes_neither_config_nor_weights(tiny_config):
         plain.configure(patch_dropout=1.5)
 
 
-def _legacy_checkpoint(config) -> dict:
-    """A checkpoint as written before the runtime settings left ViTConfig (the shipped model's config has them)."""
-    model = ViT(config).eval()
-    stored = {**config_dict(config), "use_sdpa": False, "patch_dropout": 0.25, "dynamic_image_size": True,
-              "drop_path": 0.1}
-    return {"config": stored, "model": model.state_dict()}, model
-
-
-def test_legacy_checkpoint_loads_without_its_patch_dropout(tiny_config):
-    checkpoint, original = _legacy_checkpoint(tiny_config)
-    model = model_from_checkpoint(checkpoint)
+def test_a_checkpoint_loads_with_the_default_runtime(tiny_config):
+    original = ViT(tiny_config, patch_dropout=0.25).eval()
+    model = model_from_checkpoint({"config": config_dict(tiny_config), "model": original.state_dict()})
     assert model.config == tiny_config and model.runtime == Runtime()
     x = torch.randn(2, 3, 16, 16)
     assert model.train().forward_features(x).shape[1] == 17  # no patch dropout in fine-tuning
@@ -84,8 +77,9 @@ def test_legacy_checkpoint_loads_without_its_patch_dropout(tiny_config):
 
 
 def test_resume_compares_the_architecture_and_lists_runtime_changes(tiny_config, tmp_path):
-    checkpoint, _ = _legacy_checkpoint(tiny_config)
-    check_resumable(checkpoint, config_dict(tiny_config), tmp_path / "checkpoint.pt")  # runtime keys: no change
+    runtime = Runtime(attention="explicit", patch_dropout=0.25, drop_path=0.1, dynamic_image_size=True)
+    checkpoint = {"config": config_dict(tiny_config), "runtime": config_dict(runtime)}
+    check_resumable(checkpoint, config_dict(tiny_config), tmp_path / "checkpoint.pt")
     assert runtime_changes(checkpoint, vars(Runtime(attention="explicit", patch_dropout=0.25, drop_path=0.1,
                                                     dynamic_image_size=True))) == []
     assert runtime_changes(checkpoint, vars(Runtime())) == [
@@ -106,7 +100,7 @@ def test_cli_resume_with_another_runtime_setting_is_accepted_and_recorded(tmp_pa
     assert "--resume with other runtime settings: drop_path: 0.1 -> 0.0; patch_dropout: 0.0 -> 0.25" in out
     assert metrics["epochs"] == 2 and metrics["runtime"]["patch_dropout"] == 0.25
     assert metrics["args"]["runtime_changes"] == ["drop_path: 0.1 -> 0.0", "patch_dropout: 0.0 -> 0.25"]
-    stored = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    stored = load_checkpoint(tmp_path / "checkpoint.pt")
     assert stored["runtime"]["patch_dropout"] == 0.25 and "patch_dropout" not in stored["config"]
 
 

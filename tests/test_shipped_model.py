@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vit_replication.checkpoint import load_checkpoint
 from vit_replication.data import cifar10_check_subset
-from vit_replication.trained import SHIPPED_MODEL, count_correct, load_trained
+from vit_replication.weights.checkpoint import load_checkpoint
+from vit_replication.weights.trained import SHIPPED_MODEL, count_correct, load_trained
 
 CIFAR10_JPG = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
 

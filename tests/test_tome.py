@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from vit_replication.attention import MultiHeadSelfAttention
 from vit_replication.model import ViT
-from vit_replication.tome import (
+from vit_replication.model.attention import MultiHeadSelfAttention
+from vit_replication.variants.tome import (
     ToMeViT,
     bipartite_soft_matching,
     merge,
@@ -120,7 +120,7 @@ def test_proportional_attention_equals_attention_over_the_unmerged_copies():
 
 
 def test_merged_patch_image_paints_each_group_with_its_mean_colour():
-    from vit_replication.visualize import merged_patch_image
+    from vit_replication.analysis.visualize import merged_patch_image
 
     image = torch.arange(3 * 4 * 4, dtype=torch.float32).reshape(3, 4, 4)
     alone = merged_patch_image(image, torch.arange(4), patch_size=2)  # every patch its own group: its mean colour

@@ -1,6 +1,9 @@
 import csv
 import json
+import math
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
@@ -8,10 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from vit_replication import budget, train
+from vit_replication import train
+from vit_replication.data.synthetic import SyntheticShapes
 from vit_replication.errors import UserError
-from vit_replication.synthetic import SyntheticShapes
-from vit_replication.trained import export_trained, load_trained
+from vit_replication.training import budget, loop
+from vit_replication.weights.checkpoint import save_checkpoint
+from vit_replication.weights.trained import export_trained, load_trained
 
 # fp32 as asked, not --precision auto's choice (timed on the machine): the same run on every machine
 DATA = ["--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
@@ -41,6 +46,45 @@ def no_figures(monkeypatch):
     """For tests that read only checkpoints and metrics: the figures, most of a tiny run's time, are not drawn (the
     shared runs above draw and check them)."""
     monkeypatch.setattr(train, "save_figures", lambda *args, **kwargs: None)
+
+
+@pytest.fixture
+def clocked(monkeypatch, step_clock):
+    """``train.run`` timed on the step clock: the job's start, the budget's evaluation and the training's progress
+    all read it, and the ViT it builds advances it (0.5 s a training forward pass, 0.125 s an evaluation one)."""
+    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=step_clock))
+    monkeypatch.setattr(train, "progress_for", partial(budget.progress_for, clock=step_clock))
+    initialise = train.initialise
+    monkeypatch.setattr(train, "initialise", lambda model, init: step_clock.hook(initialise(model, init)))
+    return step_clock
+
+
+def budget_for(training_seconds: float, clock) -> float:
+    """The --time-budget that leaves ``training_seconds`` for training on the step clock: the set-up spends one
+    evaluation (the untrained model's: 1 test batch), and two more and the figures' seconds are kept aside."""
+    return training_seconds + 3 * clock.eval_seconds + budget.FIGURES_SECONDS
+
+
+class Interrupted(Exception):
+    """A run stopped from outside (a crash, a killed job) after a checkpoint was written."""
+
+
+def interrupt_after(saves: int):
+    """A stand-in for ``loop.save_checkpoint`` that writes the checkpoint, then stops the run at the ``saves``-th."""
+    written = []
+
+    def save_then_stop(*args, **kwargs):
+        save_checkpoint(*args, **kwargs)
+        written.append(args[0])
+        if len(written) == saves:
+            raise Interrupted
+
+    return save_then_stop
+
+
+def without_times(history: dict) -> dict:
+    """The history without its wall-clock epoch times (the one entry that differs between equal runs)."""
+    return {key: values for key, values in history.items() if key != "epoch_time"}
 
 
 def png_pixels(path: Path) -> np.ndarray:
@@ -77,21 +121,23 @@ def test_cli_tiny_run_writes_history_metrics_checkpoint_and_figures(dataloader_r
     assert saved == json.loads(json.dumps(metrics))  # metrics.json holds the metrics returned
     assert saved["test_acc"] == metrics["test_acc"] == history["test_acc"][-1] == reevaluated_accuracy(out)
     assert history["epoch"] == [1, 2, 3] and saved["epochs"] == 3
+    assert history["steps"] == [2, 2, 2] and history["low_res_steps"] == [0, 0, 0]
+    assert saved["steps"] == 6 and saved["budget"] == "6 steps"  # --epochs 3 of 64 images in batches of 32
     assert history["train_loss"][0] > history["train_loss"][1] > history["train_loss"][2]  # it learns
     with open(out / "history.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == list(history) and rows[0][:3] == ["epoch", "train_loss", "train_acc"]
+    assert rows[0] == list(history) == list(loop.HISTORY)
     assert [float(v) for v in next(zip(*rows[1:]))] == history["epoch"] and len(rows) == 4
     assert saved["parameters"] == 21_162
     # 1,704,384 multiply-accumulates per image: Eq. 1 64 x 48 x 32 = 98,304; Eq. 2 2 x (4 x 65 x 32^2 + 2 x 65^2 x
-    # 32) = 1,073,280; Eq. 3 2 x 2 x 65 x 32 x 64 = 532,480; head 320. 3 epochs of 64 images x 3 passes.
+    # 32) = 1,073,280; Eq. 3 2 x 2 x 65 x 32 x 64 = 532,480; head 320. 6 steps of 32 images x 3 passes.
     assert saved["forward_flops_per_image"] == 2 * 1_704_384
     assert saved["training_flops"] == 3 * 2 * 1_704_384 * 64 * 3
     assert 0 < saved["train_seconds_this_run"] < saved["wall_seconds_this_run"]
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 3
     assert_figures(out)
     matplotlib.use("Agg")
-    from vit_replication.visualize import plot_history
+    from vit_replication.analysis.visualize import plot_history
 
     plot_history(history).savefig(tmp_path / "curves.png", dpi=110, bbox_inches="tight")
     assert np.array_equal(png_pixels(out / "curves.png"), png_pixels(tmp_path / "curves.png"))  # of the history
@@ -107,10 +153,33 @@ def test_cli_resume_equals_uninterrupted_run(tmp_path, extra, no_figures):
     train.main(args + ["--epochs", "2", "--out", str(tmp_path / "part"), "--resume"])
     full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
     resumed = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
-    assert resumed["epoch"] == full["epoch"] == 2
+    assert (resumed["epoch"], resumed["step"]) == (full["epoch"], full["step"]) == (2, 4)
     for key, value in full["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
-    assert resumed["history"]["test_loss"] == full["history"]["test_loss"]
+    assert without_times(resumed["history"]) == without_times(full["history"])
+
+
+@pytest.mark.parametrize("limit", ["epochs", "time_budget"])
+def test_cli_resume_after_an_interruption_continues_as_the_uninterrupted_run(tmp_path, limit, clocked, monkeypatch,
+                                                                              no_figures):
+    """A run stopped after the checkpoint of epoch 2 (of a 3-epoch run, or of a budget that ends in epoch 3) and
+    resumed ends as the run that was never stopped: the learning rate's decay, the progress and the budget are
+    restored from the checkpoint."""
+    argv = ARGS + ["--epochs", "3"] if limit == "epochs" else ARGS + ["--time-budget", str(budget_for(2.5, clocked))]
+    full = train.main(argv + ["--out", str(tmp_path / "full")])
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "save_checkpoint", interrupt_after(2))
+        with pytest.raises(Interrupted):
+            train.main(argv + ["--out", str(tmp_path / "part")])
+    assert torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    resumed = train.main(argv + ["--out", str(tmp_path / "part"), "--resume"])
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("full", "part"))
+    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == ((3, 6) if limit == "epochs" else (3, 5))
+    assert a["warmup_end"] == b["warmup_end"] < 1 and a["budget_seconds"] == b["budget_seconds"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert without_times(a["history"]) == without_times(b["history"])
+    assert resumed["test_acc"] == full["test_acc"] and resumed["budget"] == full["budget"]
 
 
 def test_cli_device_loader_writes_figures_and_learns_the_same_task(device_run):
@@ -157,101 +226,66 @@ def test_cli_mixing_and_channels_last_change_the_run_as_they_should(device_run, 
     assert not all(torch.allclose(plain[k], mixup[k], atol=1e-3) for k in plain)  # MixUp changes the training
 
 
-def test_cli_time_budget_plans_epochs_from_step_times_and_trains_like_a_fixed_epoch_run(tmp_path, monkeypatch,
-                                                                                       capsys, no_figures):
-    # step times are injected (100 s a training step, 0.5 s an evaluation batch), so the plan does not depend on how
-    # fast this machine is: 2 steps (x budget.EPOCH_MARGIN) + 1 evaluation batch = 220.5 s an epoch; the budget
-    # holds 3 epochs, the final evaluation and up to 100 s of data loading, model building and checkpoint timing, but
-    # not a 4th epoch
-    monkeypatch.setattr(budget, "time_steps", lambda *args, **kwargs: (100.0, 0.5))
-    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
-    argv = ARGS + ["--time-budget", str(3 * (200 * budget.EPOCH_MARGIN + 0.5) + 0.5 + 100), "--save-every", "2"]
-    planned = train.main(argv + ["--out", str(tmp_path / "budget")])
-    epochs = planned["epochs"]
-    assert epochs == 3 and f"{epochs} epochs planned" in capsys.readouterr().out
-    # the injected step times stay in place: neither a fixed-epoch run nor a resumed budgeted run plans again
-    fixed = train.main(ARGS + ["--epochs", str(epochs), "--out", str(tmp_path / "fixed")])
-    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("budget", "fixed"))
-    assert a["epoch"] == b["epoch"] == a["epochs_planned"] == epochs
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
-    assert planned["test_acc"] == fixed["test_acc"]
-    # resuming a budgeted run keeps its planned schedule (not --epochs' default of 10): nothing is left to train
-    resumed = train.main(argv + ["--resume", "--out", str(tmp_path / "budget")])
-    assert resumed["epochs"] == epochs and resumed["test_acc"] == planned["test_acc"]
+def test_cli_time_budget_trains_until_the_budget_is_spent_and_records_it(tmp_path, clocked, capsys, no_figures):
+    """On the step clock the budget leaves 2.5 s for training: an epoch is 2 training steps of 0.5 s and an evaluation
+    of 0.125 s, so the third epoch starts at 2.25 s and stops after its first step, which ends at 2.75 s. The learning
+    rate follows the share of the budget spent: the decay starts where the warm-up (2 steps) ended, p = 1.125 / 2.5."""
+    config = train.parse_args(ARGS + ["--time-budget", str(budget_for(2.5, clocked)), "--out", str(tmp_path)])
+    model, metrics = train.run(config)
+    assert "--time-budget" in capsys.readouterr().out
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["epoch"] == [1, 2, 3] and history["steps"] == [2, 2, 1]
+    assert metrics["steps"] == 5 and metrics["epochs"] == 3 and metrics["budget"] == f"{2.5:.0f} s of training"
+    assert json.loads((tmp_path / "metrics.json").read_text())["budget"] == metrics["budget"]
+    assert None not in history["test_acc"] and metrics["test_acc"] == history["test_acc"][-1]
+    # the last step of each epoch: the warm-up's peak; then the cosine from p = 0.45 to 1 at p = 0.65 and 0.9
+    cosine = [0.5 * (1 + math.cos(math.pi * (p - 0.45) / 0.55)) for p in (0.65, 0.9)]
+    assert history["lr"] == pytest.approx([1e-3] + [1e-3 * c for c in cosine])
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert checkpoint["budget_seconds"] == 2.5 and checkpoint["step"] == 5
+    assert checkpoint["warmup_end"] == pytest.approx(0.45)
+    assert all(torch.equal(value, checkpoint["model"][key]) for key, value in model.state_dict().items())
 
 
-def assert_trained_like_fixed_epochs(tmp_path, planned: dict, recipe: list, epochs: int) -> None:
-    """The budgeted run in tmp_path/budget equals a --epochs run of the same recipe: weights, learning rates,
-    accuracy."""
-    fixed = train.main(ARGS + recipe + ["--epochs", str(epochs), "--out", str(tmp_path / "fixed")])
-    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("budget", "fixed"))
-    assert a["epochs_planned"] == b["epochs_planned"] == epochs
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
-    assert a["history"]["lr"] == b["history"]["lr"] and planned["test_acc"] == fixed["test_acc"]
+def test_cli_time_budget_that_leaves_no_training_time_is_a_one_line_error(tmp_path, clocked, capsys):
+    """All of it taken by the set-up's evaluation, the two kept aside and the figures: exit status 2, one line
+    naming --time-budget, and no output folder."""
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(ARGS + ["--time-budget", str(budget_for(0, clocked)), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: --time-budget {budget_for(0, clocked):g} s leaves no time for training")
+    assert not (tmp_path / "run").exists()
 
 
-def test_cli_time_budget_plans_again_after_the_first_epoch_and_trains_like_a_fixed_epoch_run(tmp_path, monkeypatch,
-                                                                                              capsys, no_figures):
-    # injected step times plan 5 epochs (2 steps of 100 s x budget.EPOCH_MARGIN + 1 evaluation batch of 0.5 s
-    # each, with up to 100 s of start-up); the re-plan after the first epoch is replaced by 7, so that the test
-    # checks what follows it: the schedule and the phases (16x16 for the first round(7 / 2) = 4 epochs instead of
-    # round(5 / 2) = 2) are those of a 7-epoch run
-    monkeypatch.setattr(budget, "time_steps", lambda *args, **kwargs: (100.0, 0.5))
-    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
-    seen = []
-    monkeypatch.setattr(budget, "replanned_epochs", lambda plan, *args: seen.append(plan.epochs) or 7)
-    recipe = ["--loader", "device", "--low-res-size", "16", "--low-res-fraction", "0.5", "--patch-dropout", "0.25"]
-    argv = ARGS + recipe + ["--time-budget", str(5 * (200 * budget.EPOCH_MARGIN + 0.5) + 0.5 + 100)]
-    planned = train.main(argv + ["--out", str(tmp_path / "budget")])
-    out = capsys.readouterr().out
-    assert seen == [5] and "5 epochs planned" in out and "7 epochs in all (planned before it: 5)" in out
-    assert "the first 4 of 7 epochs at 16x16 pixels" in out
-    assert planned["epochs"] == 7 and planned["plan"]["epochs"] == 5 and planned["plan"]["replans"] == [[1, 7]]
-    assert_trained_like_fixed_epochs(tmp_path, planned, recipe, 7)
-
-
-def test_cli_time_budget_with_wsd_plans_again_while_the_peak_is_held_and_trains_like_a_fixed_epoch_run(
-        tmp_path, monkeypatch, capsys, no_figures):
-    # as above, 5 epochs planned; the re-plans are replaced: 10 after the first epoch, 8 after every later one. With
-    # --decay wsd (2 steps an epoch) a plan of E epochs holds the peak for its first 2E - round(0.4E) steps, so the
-    # run can change its plan after every epoch that ends by then: after epochs 1-6 of the 8-epoch plan (13 steps),
-    # and the epochs already trained are those of an 8-epoch run (16x16 for the first 4 of 8, as for 5 of 10)
-    monkeypatch.setattr(budget, "time_steps", lambda *args, **kwargs: (100.0, 0.5))
-    monkeypatch.setattr(budget, "FIGURES_SECONDS", 0.0)
-    seen = []
-
-    def replanned(plan, config, epoch_seconds, *args):
-        seen.append((plan.epochs, len(epoch_seconds)))
-        return 10 if len(epoch_seconds) == 1 else 8
-
-    monkeypatch.setattr(budget, "replanned_epochs", replanned)
-    recipe = ["--loader", "device", "--low-res-size", "16", "--low-res-fraction", "0.5", "--decay", "wsd"]
-    argv = ARGS + recipe + ["--time-budget", str(5 * (200 * budget.EPOCH_MARGIN + 0.5) + 0.5 + 100)]
-    planned = train.main(argv + ["--out", str(tmp_path / "budget")])
-    out = capsys.readouterr().out
-    assert seen == [(5, 1), (10, 2), (8, 3), (8, 4), (8, 5), (8, 6)]
-    assert "10 epochs in all (planned before it: 5)" in out and "epoch 2 took" in out
-    assert "8 epochs in all (planned before it: 10)" in out and "the first 4 of 8 epochs at 16x16 pixels" in out
-    assert planned["epochs"] == 8 and planned["plan"]["replans"] == [[1, 10], [2, 8]]
-    assert_trained_like_fixed_epochs(tmp_path, planned, recipe, 8)
+@pytest.mark.parametrize("removed", [["--ema", "0.999"], ["--patch-dropout-fraction", "0.5"]])
+def test_removed_options_are_rejected_by_the_parser(removed, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(ARGS + ["--epochs", "1", "--out", str(tmp_path / "run")] + removed)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]  # argparse prints its usage before it
+    assert errors == [f"python -m vit_replication.train: error: unrecognized arguments: {' '.join(removed)}"]
+    assert not (tmp_path / "run").exists()
 
 
 def test_low_resolution_phase_and_eval_every(tmp_path, capsys):
+    # 4 epochs of 2 steps; the first 30 % of the steps at 16x16: steps 0-2 (p = 0, 0.125, 0.25), into epoch 2
     metrics = train.main(ARGS + ["--epochs", "4", "--loader", "device", "--low-res-size", "16",
-                                 "--low-res-fraction", "0.5", "--eval-every", "3", "--patch-dropout", "0.25",
+                                 "--low-res-fraction", "0.3", "--eval-every", "3", "--patch-dropout", "0.25",
                                  "--precision", "bf16", "--attention", "explicit", "--out", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "the first 2 of 4 epochs at 16x16 pixels" in out and "precision bf16" in out
+    assert "precision bf16" in out and "2 of 2 steps at low resolution" in out
+    assert "1 of 2 steps at low resolution" in out
     history = json.loads((tmp_path / "history.json").read_text())
+    assert history["low_res_steps"] == [2, 1, 0, 0] and history["steps"] == [2, 2, 2, 2]
     assert [a is not None for a in history["test_acc"]] == [False, False, True, True]  # epoch 3 and the last
     assert metrics["runtime"]["dynamic_image_size"] and metrics["runtime"]["patch_dropout"] == 0.25
-    # the work done, per image: 2 epochs at 16x16 (16 patches embedded, 12 kept + class token = 13 tokens):
-    # 16 x 48 x 32 + 2 x (4 x 13 x 32^2 + 2 x 13^2 x 32) + 2 x 2 x 13 x 32 x 64 + 320 = 259,520 MACs; 2 at 32x32
+    # the work done, per image: 3 steps at 16x16 (16 patches embedded, 12 kept + class token = 13 tokens):
+    # 16 x 48 x 32 + 2 x (4 x 13 x 32^2 + 2 x 13^2 x 32) + 2 x 2 x 13 x 32 x 64 + 320 = 259,520 MACs; 5 at 32x32
     # (64 embedded, 48 kept, 49 tokens): 64 x 48 x 32 + 2 x (4 x 49 x 32^2 + 2 x 49^2 x 32) + 2 x 2 x 49 x 32 x 64
-    # + 320 = 1,208,768 MACs; 64 images an epoch, 3 passes, 2 FLOPs per MAC
-    assert metrics["training_flops"] == 3 * 2 * 64 * (2 * 259_520 + 2 * 1_208_768)
+    # + 320 = 1,208,768 MACs; 32 images a step, 3 passes, 2 FLOPs per MAC
+    assert metrics["training_flops"] == 3 * 2 * 32 * (3 * 259_520 + 5 * 1_208_768)
     assert metrics["forward_flops_per_image"] == 2 * 1_704_384  # evaluation: 32x32, every token
     assert_figures(tmp_path, ("curves",))
 
@@ -266,7 +300,7 @@ def test_preset_defaults_can_be_overridden_both_ways():
 
 
 def test_cli_init_mimetic_trains_from_the_mimetic_weights(tmp_path, monkeypatch, no_figures):
-    from vit_replication.mimetic import initialise, sincos_position_embedding
+    from vit_replication.training.mimetic import initialise, sincos_position_embedding
 
     started = {}
 

@@ -11,8 +11,8 @@ import pytest
 from vit_replication import train
 from vit_replication.errors import UserError, one_line
 from vit_replication.model import Runtime, ViTConfig
-from vit_replication.npz import load_npz
-from vit_replication.width_varying import WidthVaryingConfig
+from vit_replication.variants.width_varying import WidthVaryingConfig
+from vit_replication.weights.npz import load_npz
 
 # 64 synthetic images and vit_cifar's 32x32 images and 4x4 patches at tiny widths, in fp32 as asked (not the
 # precision --precision auto would time on this machine)

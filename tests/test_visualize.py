@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from vit_replication import visualize  # noqa: E402
+from vit_replication.analysis import visualize  # noqa: E402
 from vit_replication.errors import UserError  # noqa: E402
 
 
@@ -45,17 +45,34 @@ def test_rollout_is_a_heat_overlay_on_one_scale():
     plt.close(fig)
 
 
-def test_history_marks_the_switch_of_resolution():
-    history = {"epoch": [1, 2, 3, 4], "train_loss": [2, 1.5, 1.2, 1.0], "train_acc": [0.2, 0.4, 0.5, 0.6],
-               "test_loss": [None, 1.4, None, 1.1], "test_acc": [None, 0.45, None, 0.6]}
-    fig = visualize.plot_history(history, low_res_epochs=3, low_res_size=16, image_size=32)
+def _dashed(fig) -> list[list[float]]:
+    """The x data of the dashed lines of each axes of ``fig``."""
+    return [[list(line.get_xdata()) for line in ax.get_lines() if line.get_linestyle() == "--"] for ax in fig.axes]
+
+
+HISTORY = {"epoch": [1, 2, 3, 4], "train_loss": [2, 1.5, 1.2, 1.0], "train_acc": [0.2, 0.4, 0.5, 0.6],
+           "test_loss": [None, 1.4, None, 1.1], "test_acc": [None, 0.45, None, 0.6], "steps": [5, 5, 5, 5]}
+
+
+@pytest.mark.parametrize("low_res_steps, switch", [
+    ([5, 5, 5, 0], 3.5),  # after epoch 3: between its point and epoch 4's
+    ([5, 5, 2, 0], 2.9),  # 2 of epoch 3's 5 steps: 0.4 of the way through it
+    ([5, 0, 0, 0], 1.5),
+])
+def test_history_marks_the_end_of_the_low_resolution_phase(low_res_steps, switch):
+    fig = visualize.plot_history(HISTORY | {"low_res_steps": low_res_steps})
+    assert _dashed(fig) == [[[pytest.approx(switch)] * 2]] * 2  # one dashed line in both plots
     for ax in fig.axes:
-        switch = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
-        assert len(switch) == 1 and list(switch[0].get_xdata()) == [3.5, 3.5]
-        assert "16x16 -> 32x32 pixels" in [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "low resolution ends" in [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(fig)
+
+
+@pytest.mark.parametrize("low_res_steps", [[0, 0, 0, 0], [5, 5, 5, 5], None])
+def test_history_without_the_end_of_a_low_resolution_phase_has_no_dashed_line(low_res_steps):
+    history = HISTORY | {"low_res_steps": low_res_steps} if low_res_steps else HISTORY  # None: not recorded
     fig = visualize.plot_history(history)
-    assert not [line for ax in fig.axes for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert _dashed(fig) == [[], []]  # none, or the run ended still at low resolution
+    assert [list(line.get_xdata()) for line in fig.axes[0].get_lines()] == [[1, 2, 3, 4], [2, 4]]  # train, test
     plt.close(fig)
 
 

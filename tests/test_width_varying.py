@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from vit_replication.model import ViT, count_parameters, expected_num_parameters
-from vit_replication.width_varying import WidthVaryingConfig, WidthVaryingViT
+from vit_replication.variants.width_varying import WidthVaryingConfig, WidthVaryingViT
 
 
 @pytest.mark.parametrize("pool", ["cls", "gap"])

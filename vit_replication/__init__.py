@@ -6,7 +6,7 @@ Eq. 1 ``embedding``, Eq. 2 ``attention`` + ``block``, Eq. 3 ``mlp`` + ``block``,
 compared by ``compare``.
 """
 
-from .model import CONFIGS, ViT, ViTConfig, create_vit
+from .model.vit import CONFIGS, ViT, ViTConfig, create_vit
 
 # The GitHub repository the notebooks' Colab badges and setup cells name (tests/test_notebooks.py checks they agree).
 REPOSITORY = "vit-replication/vit_replication"

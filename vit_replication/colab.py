@@ -1,14 +1,13 @@
-"""Colab, where every notebook runs in a runtime of its own: keep ``runs/`` and ``data/`` on Google Drive, so that
-notebook 05's trained model reaches 06, 09 and 10 and CIFAR-10 downloads once. Without Drive everything works as on
-a local clone; runs then last as long as the runtime.
-
-The notebooks' setup cell clones the repository, installs the package (``pip install``), and calls ``setup``.
+"""Colab, where every notebook runs in a runtime of its own: keep ``runs/`` and ``data/`` on Google
+Drive, so that notebook 05's trained model reaches the later notebooks and CIFAR-10 downloads once.
+The notebooks' setup cell clones the repository, installs the package and calls ``setup``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,10 +16,9 @@ DRIVE_FOLDER = "vit_replication"  # under "My Drive"
 
 
 def keep_on_drive(repo: Path, drive_root: Path, folders: tuple[str, ...] = KEPT) -> list[Path]:
-    """Make each of ``repo``/``folders`` a link to a folder of the same name under ``drive_root``/vit_replication
-    (created if missing). What the repository's folder already holds is moved there first, never deleted or
-    overwritten (a file of the same name on Drive wins and the local one stays where it was). Returns the Drive
-    folders. Running it again changes nothing."""
+    """Make each of ``repo``/``folders`` a link to a folder of that name under ``drive_root``/vit_replication.
+    What the local folder holds is moved there first, never deleted or overwritten (on a clash Drive's copy wins
+    and the local one is kept as ``<name>.local``). Idempotent; returns the Drive folders."""
     targets = []
     for name in folders:
         target, link = drive_root / DRIVE_FOLDER / name, repo / name
@@ -44,9 +42,9 @@ def keep_on_drive(repo: Path, drive_root: Path, folders: tuple[str, ...] = KEPT)
 
 def setup(repo: Path, drive: bool = True, mount: Callable[[str], None] | None = None,
           mount_point: str = "/content/drive") -> Path:
-    """On Colab: with ``drive``, mount Google Drive (``mount``, default ``google.colab.drive.mount``) and keep
-    ``runs/`` and ``data/`` there (``keep_on_drive``); then work in ``repo``/notebooks, as in a local clone, so the
-    notebooks' relative paths (../runs, ../data) mean the same. Returns the working folder."""
+    """With ``drive``, mount Google Drive (default ``google.colab.drive.mount``) and keep ``runs/`` and ``data/``
+    there; then work in ``repo``/notebooks, so the notebooks' relative paths and imports mean what they do in a local
+    clone."""
     if drive:
         if mount is None:
             from google.colab import drive as colab_drive  # only on Colab
@@ -58,4 +56,5 @@ def setup(repo: Path, drive: bool = True, mount: Callable[[str], None] | None = 
     else:
         print("runs/ and data/ last as long as this runtime (set DRIVE = True to keep them on Google Drive)")
     os.chdir(repo / "notebooks")
+    sys.path.insert(0, str(repo / "notebooks"))  # the exercises beside the notebooks
     return repo / "notebooks"

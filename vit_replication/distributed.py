@@ -1,6 +1,6 @@
-"""Multi-process training with PyTorch's own engine: under ``torchrun --nproc_per_node=N`` every process trains a
-replica wrapped in DistributedDataParallel on its shard of each batch (DistributedSampler); gradients are averaged
-across processes, so all replicas stay identical. NCCL on GPUs, gloo on CPUs."""
+"""Multi-process training: under ``torchrun --nproc_per_node=N`` every process trains a
+DistributedDataParallel replica on its shard of each batch; gradients are averaged, so the replicas
+stay identical. NCCL on GPUs, gloo on CPUs."""
 
 from __future__ import annotations
 

@@ -18,8 +18,7 @@ TIMEOUT_SECONDS = 30
 
 
 class DownloadError(UserError, RuntimeError):
-    """Something could not be downloaded (closed network, time-out, bad checksum); the message says what to do.
-    Also a RuntimeError, as these failures were before the project had its own errors."""
+    """Something could not be downloaded (closed network, time-out, bad checksum); the message says what to do."""
 
 
 @contextmanager
@@ -34,8 +33,8 @@ def network_timeout(seconds: float):
 
 
 class HomeAsTilde(io.TextIOBase):
-    """A text stream that writes through to ``stream`` with the home folder shown as ``~``: the lines downloaders
-    print ("Downloading: URL to /home/<user>/.cache/...") name no machine's paths in a notebook's outputs."""
+    """Writes through to ``stream`` with the home folder shown as ``~``, so that what downloaders
+    print names no machine's paths in a notebook's outputs."""
 
     def __init__(self, stream):
         self.stream, self.home = stream, str(Path.home())
@@ -48,8 +47,8 @@ class HomeAsTilde(io.TextIOBase):
 
 
 def fetch(what: str, how_to_get: str, download: Callable[[], T], error: type[UserError] = DownloadError) -> T:
-    """Run ``download()`` with a bounded network time (what it prints shows the home folder as ``~``); any failure
-    becomes ``error``: '<what> could not be downloaded (<cause>); <how_to_get>'."""
+    """Run ``download()`` with a bounded network time; any failure becomes ``error``: '<what> could
+    not be downloaded (<cause>); <how_to_get>'."""
     try:
         with network_timeout(TIMEOUT_SECONDS), redirect_stdout(HomeAsTilde(sys.stdout)), \
                 redirect_stderr(HomeAsTilde(sys.stderr)):

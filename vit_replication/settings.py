@@ -3,8 +3,8 @@
     EPOCHS = setting("EPOCHS", 10, smoke=1)          # VIT_EPOCHS=3 in the environment overrides both
     RUN_DIR = setting("RUN_DIR", Path("../runs/05"))  # a Path default gives a Path
 
-``VIT_SMOKE=1`` (set by CI) selects the ``smoke`` values: smaller data, fewer epochs, smaller batches, never another
-model. An environment variable ``VIT_<NAME>`` set by the reader wins over both, converted to the default's type.
+``VIT_SMOKE=1`` (set by CI) selects the ``smoke`` values: smaller data, fewer epochs, never another model.
+``VIT_<NAME>`` in the environment wins over both.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 def setting(name: str, default: Any, smoke: Any = _UNSET, environ: dict[str, str] | None = None,
             smoke_mode: bool | None = None) -> Any:
-    """``VIT_<name>`` from the environment if set, else ``smoke`` in smoke mode (if given), else ``default``.
-
-    The environment's text is converted to the type of ``default`` (or of ``smoke`` when the default is None):
-    int, float, bool ("1"/"0", "true"/"false"), Path or str. ``environ`` and ``smoke_mode`` are for tests."""
+    """``VIT_<name>`` from the environment if set, converted to the type of ``default`` (or of
+    ``smoke`` when the default is None), else ``smoke`` in smoke mode (if given), else ``default``.
+    ``environ`` and ``smoke_mode`` are for tests."""
     environ = os.environ if environ is None else environ
     smoke_mode = SMOKE if smoke_mode is None else smoke_mode
     text = environ.get(f"VIT_{name}")

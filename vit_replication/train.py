@@ -4,7 +4,7 @@
     python -m vit_replication.train --dataset cifar10 --data-dir data --epochs 100 --out runs/cifar10
     python -m vit_replication.train --dataset imagefolder --data-dir data/cifar10-jpg --out runs/cifar10-jpg
     python -m vit_replication.train ... --resume          # continue from OUT/checkpoint.pt
-    python -m vit_replication.train ... --time-budget 600  # as many epochs as fit in 10 minutes, all included
+    python -m vit_replication.train ... --time-budget 600  # 10 minutes for everything, training until they are spent
     torchrun --nproc_per_node=8 -m vit_replication.train ...   # DistributedDataParallel, one process per GPU
 
 --batch-size is the global batch: under torchrun each of the N processes takes batch_size / N images per step, so
@@ -26,33 +26,28 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .augment import batch_mixing
-from .budget import fit_planned, planned_epochs
-from .checkpoint import load_checkpoint
+from .analysis.flops import describe, forward_flops, run_training_flops
+from .analysis.report import machine, save_figures, save_history, save_metrics
+from .data.pipeline import run_data, whole_test_loader
 from .distributed import cleanup_distributed, init_distributed
-from .ema import EMA
-from .engine import Checkpoints, set_seed
 from .errors import UserError, one_line
-from .flops import describe, forward_flops, run_training_flops
-from .mimetic import initialise
-from .model import ViT, config_dict, count_parameters
-from .optim import WSD_COOLDOWN, training_setup
-from .pipeline import run_data, whole_test_loader
-from .precision_choice import choose_precision
-from .recipe import (
+from .model.vit import ViT, config_dict, count_parameters
+from .training.budget import progress_for
+from .training.config import (
     CHOICES,
     PRESETS,
     ConfigError,
     TrainConfig,
     check_paths,
-    dropout_epochs,
-    epoch_schedule,
-    low_res_epochs,
     model_config,
     model_runtime,
 )
-from .report import machine, save_figures, save_history, save_metrics
-from .trained import check_resumable, runtime_changes
+from .training.loop import Run, fit, set_seed
+from .training.mimetic import initialise
+from .training.precision_choice import choose_precision
+from .training.schedule import WSD_COOLDOWN
+from .weights.checkpoint import load_checkpoint
+from .weights.trained import check_resumable, runtime_changes
 
 HELP = {  # the command line's words for TrainConfig's fields (recipe.py documents each)
     "preset": "a named recipe: its settings become the defaults, and options given override them",
@@ -64,28 +59,26 @@ HELP = {  # the command line's words for TrainConfig's fields (recipe.py documen
     "resize": "resize/random-resized-crop images of other sizes",
     "randaugment": "RandAugment(2, 9) on training images (the default, except in the CPU presets)",
     "train_size": "use a random subset of the training set", "test_size": "use a random subset of the test set",
-    "time_budget": "instead of --epochs: as many epochs as fit in this wall time for the whole run, planned from "
-                   "timed training and evaluation steps (compilation included)",
+    "time_budget": "instead of --epochs: seconds for the whole run; the learning rate and the phases follow the "
+                   "share of it spent, and training stops when it is spent",
     "lr": "peak learning rate",
     "decay": "the learning rate after the warm-up: cosine, or linear to zero, or wsd (held, then linear to zero over "
-             f"the last {100 * WSD_COOLDOWN:.0f} %% of the steps)",
+             f"the last {100 * WSD_COOLDOWN:.0f} %% of the run)",
     "optimizer": "adamw, or muon: Muon's orthogonalised steps on the encoder's weight matrices, AdamW on the rest",
     "drop_path": "largest stochastic-depth rate (at the last layer); default: 0.1 for vit_cifar and vit_s_cifar, "
                  "else 0",
     "pool": "cls: the class token (Eq. 4); gap: the mean of the patch tokens; default: the config's",
     "patch_dropout": "drop this share of each image's patch tokens while training (0: off)",
-    "patch_dropout_fraction": "share of the epochs, the first ones, with patch dropout (default 1: all)",
-    "low_res_size": "train the first --low-res-fraction of the epochs on images resized to this size, with the "
+    "low_res_size": "train the first --low-res-fraction of the run on images resized to this size, with the "
                     "position embeddings interpolated in 2D (paper Sec. 3.2); needs --loader device",
-    "low_res_fraction": "share of the epochs trained at --low-res-size (default 0.5)",
+    "low_res_fraction": "share of the run (of its epochs, or of its time budget) at --low-res-size (default 0.5)",
     "attention": "sdpa: PyTorch's fused kernel; explicit: Eqs. 5-8 written out; auto (default): the faster of the "
                  "two as timed on this machine",
     "eval_every": "evaluate on the test set every K epochs (and after the last)",
     "mixup": "MixUp Beta(alpha, alpha); 0: off", "cutmix": "CutMix Beta(alpha, alpha); 0: off",
-    "mixing_fraction": "share of the epochs, the first ones, with MixUp/CutMix (default 1: all)",
+    "mixing_fraction": "share of the run, the first, with MixUp/CutMix (default 1: all)",
     "init": "initial weights: timm (truncated normal, the default) or mimetic (attention initialised as in "
             "Trockman & Kolter 2023, 2D sine-cosine values for the learned position embeddings)",
-    "ema": "evaluate an exponential moving average of the weights with this decay per step (0: off)",
     "loader": "device: hold the whole dataset on the device and augment batches there (no --resize)",
     "randaugment_groups": "--loader device: chunks of a batch that draw their own RandAugment ops (default 16)",
     "num_workers": "DataLoader worker processes (with --loader device: for decoding the images once)",
@@ -99,7 +92,7 @@ HELP = {  # the command line's words for TrainConfig's fields (recipe.py documen
     "save_every": "write the checkpoint every N epochs (and after the last)",
 }
 METAVARS = {"time_budget": "SECONDS", "eval_every": "K", "patch_dropout": "P", "low_res_size": "PIXELS",
-            "low_res_fraction": "F", "mixup": "ALPHA", "cutmix": "ALPHA", "save_every": "N", "ema": "DECAY"}
+            "low_res_fraction": "F", "mixup": "ALPHA", "cutmix": "ALPHA", "save_every": "N"}
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
@@ -165,106 +158,82 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def run(config: TrainConfig, command: str = "") -> tuple[ViT, dict]:
-    """The whole job for ``config``; returns the trained model (of this process; the EMA when the recipe keeps one)
-    and the metrics. ``command`` is recorded with them."""
-    start = time.perf_counter()  # the wall time of the whole job: data, model, compilation, training, figures
+    """The whole job for ``config``: build, fit, report. Returns the trained model (of this process) and the
+    metrics; ``command`` is recorded with them."""
+    started = time.perf_counter()  # the wall time of the whole job: data, model, compilation, training, figures
     check_paths(config)
     rank, world_size, local_rank = init_distributed()
-    main_process, out = rank == 0, Path(config.out)
+    out = Path(config.out)
     device = torch.device(f"cuda:{local_rank}" if world_size > 1 and config.device == "cuda" else config.device)
-    requested = model_config(config)  # the architecture asked for (its classes follow the data)
-    choice = choose_precision(device, config.precision, config.attention, config=requested)
-    precision = choice.precision
 
-    # build: data, model, loaders (nothing is written before all of them exist)
-    runtime = model_runtime(config, choice.attention)
-    data = run_data(config, requested.image_size, device, rank, world_size)
+    # build: data, model, optimiser (nothing is written before all of them exist)
+    choice = choose_precision(device, config.precision, config.attention, config=model_config(config))
+    data = run_data(config, model_config(config).image_size, device, rank, world_size)
     architecture = model_config(config, num_classes=len(data.classes))
-    set_seed(config.seed)
-    # the same seed, so the same initial weights in every process
+    runtime = model_runtime(config, choice.attention)
+    set_seed(config.seed)  # the same seed, so the same initial weights in every process
     model = initialise(ViT(architecture, runtime), config.init).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     resumed = load_checkpoint(out / "checkpoint.pt") if config.resume else None  # read once, before any work
-    changes = []
-    if resumed is not None:
-        check_resumable(resumed, config_dict(architecture), out / "checkpoint.pt")
-        changes = runtime_changes(resumed, config_dict(runtime))  # recorded in the checkpoint and the metrics
-        if changes and main_process:
-            print(f"--resume with other runtime settings: {'; '.join(changes)}")
-    if main_process:
+    changes = resumable(resumed, architecture, runtime, out / "checkpoint.pt") if resumed is not None else []
+    trained = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \
+        if world_size > 1 else model
+    trained = torch.compile(trained) if config.compile else trained
+    run = Run.create(config, trained, (data.train_loader, data.test_loader), device, choice.precision,
+                     len(data.classes))
+    run.rank, run.log, run.checkpoint = rank, rank == 0, out / "checkpoint.pt"
+    run.stored = {"config": config_dict(architecture), "runtime": config_dict(runtime), "classes": data.classes,
+                  "dataset": config.dataset, "data_dir": config.data_dir, "mean": data.mean, "std": data.std,
+                  "args": config.to_dict() | {"runtime_changes": changes}}
+    if rank == 0:
         print(f"{config.model}: {count_parameters(model):,} parameters, {describe(architecture)}, "
               f"{architecture.num_patches} patches of {architecture.patch_size}x{architecture.patch_size}; "
               f"{len(data.train_set):,} train / {len(data.test_set):,} test images ({data.describe()}), "
               f"{len(data.classes)} classes; device {device}, {world_size} process(es); {choice}")
-    trained = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) \
-        if world_size > 1 else model
-    trained = torch.compile(trained) if config.compile else trained
-    mixing = batch_mixing(len(data.classes), config.mixup, config.cutmix)
     out.mkdir(parents=True, exist_ok=True)
 
-    # plan: --epochs, or as many as fit in --time-budget (a resumed run keeps the plan of its first part)
-    plan = planned_epochs(model, trained, data.train_loader, data.test_loader, config=config, device=device,
-                          started=start, precision=precision, batch_transform=mixing, resumed=resumed)
-    if config.time_budget and resumed is None and main_process:
-        print(f"--time-budget {config.time_budget:g} s: {plan.epochs} epochs planned "
-              f"({time.perf_counter() - start:.0f} s spent on data, model and timing)")
-    optimizer, scheduler, loss_fn = training_setup(model, config.lr, plan.epochs, len(data.train_loader),
-                                                   config.warmup_epochs, config.weight_decay,
-                                                   config.label_smoothing, config.decay, config.optimizer,
-                                                   precision)
-    ema = EMA(model, config.ema) if config.ema else None
-
-    def phases(epochs: int, log: bool):
-        return epoch_schedule(config, epochs, model=model, train_loader=data.train_loader, mixing=mixing,
-                              log=log and main_process)
-
-    # fit (with --time-budget, planned again after the first epoch: budget.fit_planned)
+    # fit: --epochs, or until --time-budget is spent
+    progress = progress_for(run, started, resumed)
     tic = time.perf_counter()
-    stored = {"config": config_dict(architecture), "runtime": config_dict(runtime), "classes": data.classes,
-              "dataset": config.dataset, "data_dir": config.data_dir, "mean": data.mean, "std": data.std,
-              "args": config.to_dict() | {"runtime_changes": changes}, "epochs_planned": plan.epochs}
-    first_plan = plan
-    plan, history = fit_planned(
-        trained, data.train_loader, data.test_loader, plan=plan, config=config, optimizer=optimizer,
-        scheduler=scheduler, device=device, started=start, precision=precision, phases=phases, loss_fn=loss_fn,
-        seed=config.seed, grad_clip=config.grad_clip, batch_transform=mixing, ema=ema, eval_every=config.eval_every,
-        rank=rank, resume=resumed, progress=config.progress and main_process, log=main_process,
-        checkpoints=Checkpoints(out / "checkpoint.pt", config.save_every, stored, write=main_process))
-    epochs = plan.epochs
-    evaluated = ema.module if ema is not None else model
+    history = fit(run, progress, resumed)
 
     # report
-    seconds = time.perf_counter() - tic
     metrics = {
         "test_acc": history["test_acc"][-1], "test_loss": history["test_loss"][-1],
         "best_test_acc": max(a for a in history["test_acc"] if a is not None), "epochs": len(history["epoch"]),
-        "train_seconds_this_run": seconds, "train_seconds_all_epochs": sum(history["epoch_time"]),
+        "steps": sum(history["steps"]), "train_seconds_this_run": time.perf_counter() - tic,
+        "train_seconds_all_epochs": sum(history["epoch_time"]), "budget": progress.describe(),
         "parameters": count_parameters(model), "forward_flops_per_image": forward_flops(architecture),
-        # the work of the training steps done: each epoch at its resolution, with patch dropout's kept tokens
-        "training_flops": run_training_flops(
-            architecture, len(data.train_loader) * config.batch_size, len(history["epoch"]),
-            low_res_epochs(config, epochs), config.low_res_size, config.patch_dropout,
-            dropout_epochs=dropout_epochs(config, epochs)),
+        "training_flops": run_training_flops(architecture, history, config.batch_size, config.patch_dropout,
+                                             config.low_res_size),
         "model": config.model, "config": config_dict(architecture), "runtime": config_dict(runtime),
         "dataset": config.dataset, "loaded": data.describe(), "train_images": len(data.train_set),
-        "test_images": len(data.test_set), "mean": data.mean, "std": data.std, "precision": precision,
+        "test_images": len(data.test_set), "mean": data.mean, "std": data.std, "precision": choice.precision,
         "attention": choice.attention, "precision_reason": choice.reason, "device": str(device),
-        "world_size": world_size, "command": command, "machine": machine(), "args": stored["args"],
-        "plan": first_plan.to_dict() | {"replans": plan.replans},  # the first plan, and each change made to it
+        "world_size": world_size, "command": command, "machine": machine(), "args": run.stored["args"],
     }
-    if main_process:
+    if rank == 0:
         save_history(history, out)
         figures_loader = whole_test_loader(config, data) if world_size > 1 else data.test_loader
-        save_figures(evaluated, history, figures_loader, data.classes, device, out, *data.stats, precision,
-                     low_res_epochs(config, epochs), config.low_res_size)
-        metrics["wall_seconds_this_run"] = time.perf_counter() - start
+        save_figures(model, history, figures_loader, data.classes, device, out, data.stats, choice.precision)
+        metrics["wall_seconds_this_run"] = time.perf_counter() - started
         save_metrics(metrics, out)
         print(f"final test accuracy {metrics['test_acc']:.2%} after {metrics['epochs']} epochs "
               f"({metrics['train_seconds_all_epochs']:.0f} s of training, {metrics['wall_seconds_this_run']:.0f} s "
               f"for the whole run); outputs in {out}/")
     cleanup_distributed()
-    return evaluated, metrics
+    return model, metrics
+
+
+def resumable(resumed: dict, architecture, runtime, path: Path) -> list[str]:
+    """The runtime settings a resumed run changes ('name: stored -> requested'); another architecture is a
+    one-line error (``check_resumable``)."""
+    check_resumable(resumed, config_dict(architecture), path)
+    changes = runtime_changes(resumed, config_dict(runtime))
+    if changes:
+        print(f"--resume with other runtime settings: {'; '.join(changes)}")
+    return changes
 
 
 if __name__ == "__main__":

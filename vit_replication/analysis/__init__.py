@@ -1,0 +1,1 @@
+"""Looking at models: attention maps, figures, FLOPs, statistics, comparisons of variants, transfer."""

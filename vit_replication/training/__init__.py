@@ -1,0 +1,1 @@
+"""Training: the run's config and presets, optimiser and schedule, precision, the loop, the time budget."""
