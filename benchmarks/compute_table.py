@@ -25,15 +25,12 @@ CIFAR_TRAIN = 50_000
 
 # this project's runs: (name, preset, epochs trained)
 OURS = (
-    ("this project, 10 min (notebook 05, cosine decay)", "short-cpu", 28),
-    ("this project, 10 min (notebook 05)", "short-cpu", 37),
-    ("this project, 30 min (cosine decay)", "short-cpu", 95),
+    ("this project, 10 min", "short-cpu", 37),
     ("this project, 30 min", "short-cpu", 121),
-    ("this project, 10 min (notebook 05, AVX2 only)", "short-cpu", 17),
+    ("this project, 10 min (AVX2 only)", "short-cpu", 17),
     ("this project, 30 min (AVX2 only)", "short-cpu", 67),
-    ("this project, 141 min (the model shipped before)", "cifar10-cpu", 257),
-    ("this project, 150 min (AVX2 only)", "long-cpu", 135),
     ("this project, 150 min", "long-cpu", 263),
+    ("this project, 150 min (AVX2 only)", "long-cpu", 135),
 )
 # public plain ViTs trained from scratch on CIFAR-10: (name, hidden_dim, num_layers, num_heads, mlp_dim, epochs,
 # training images)

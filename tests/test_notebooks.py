@@ -117,7 +117,6 @@ def test_speaks_about_the_project_only(path):
 # here with its source. Integers ("25 % of the tokens") are settings, not results, and are not checked.
 RESULT_FIGURE = re.compile(r"(?<![\w.])(\d+\.\d+)\s?(%|x\b|×)")
 QUOTED: dict[str, set[str]] = {}  # notebook name -> figures quoted from papers or other runs, each with its source
-PROSE_PENDING: set[str] = set()  # notebooks whose prose waits for their re-execution (a strict expected failure)
 
 
 def result_figures(text: str) -> set[str]:
@@ -137,8 +136,7 @@ def test_result_figures_are_found_in_a_text_and_in_outputs():
         "83.84%", "1.55x", "2.20x"}
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="issue 20"))
-                                  if p.name in PROSE_PENDING else p for p in NOTEBOOKS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_result_figure_in_the_prose_is_in_the_outputs(path):
     prose = "\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown")
     shown = result_figures("\n".join(output_text(c) for c in cells(path)))

@@ -35,7 +35,7 @@ ATTENTIONS = ("auto", *KERNELS)  # the attention kernels a run may ask for, or "
 CPU_CANDIDATES = (("fp32", "sdpa"), ("fp32", "explicit"), ("bf16", "explicit"), ("bf16", "sdpa"))
 PROBE_BATCH = 32  # images in the warm-up step, after which a candidate may be given up on
 PROBE_TIMED_BATCH = 128  # images per timed step: a step of 32 lasts a few ms for a small ViT, too short to time
-PROBE_STEPS = 3  # timed steps per candidate, the fastest counts (a shared machine slows some steps down)
+PROBE_STEPS = 3  # timed steps per candidate, the fastest counts (a busy machine slows some steps down)
 PROBE_GIVE_UP = 4.0  # a candidate whose warm-up step is this many times slower than the best timed step is dropped
 PROBE_CONFIG = CONFIGS["vit_cifar_cpu"]  # the probe model when a caller names none (D=128, L=6, 32x32 images)
 

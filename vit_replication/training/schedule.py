@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..distributed import all_reduce_max
+from ..distributed import all_reduce_max, is_distributed
 
 DECAYS = ("cosine", "linear", "wsd")
 # "wsd" (warm-up, stable, decay: Hu et al. 2024; Haegele et al. 2024): the peak held, then a line to zero over the
@@ -54,7 +54,10 @@ class Progress:
     def __call__(self, step: int) -> float:
         if self.steps is not None:
             return step / self.steps
-        return float(all_reduce_max(torch.tensor([self.elapsed()], device=self.device))) / self.seconds
+        elapsed = self.elapsed()
+        if is_distributed():  # one process alone reads its clock without a device round trip
+            elapsed = float(all_reduce_max(torch.tensor([elapsed], device=self.device)))
+        return elapsed / self.seconds
 
     def describe(self) -> str:
         return f"{self.steps} steps" if self.steps is not None else f"{self.seconds:.0f} s of training"
