@@ -113,6 +113,18 @@ def test_command_line_resume_refuses_code(run_dir):
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"]  # nothing written next to it
 
 
+def test_export_command_refuses_code_in_one_line(run_dir, tmp_path):
+    run, marker = run_dir
+    path = run / "checkpoint.pt"
+    before = snapshot(path)
+    result = subprocess.run([sys.executable, "-m", "vit_replication.weights.trained", str(run), str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: "), result.stderr
+    assert_refused(result.stderr.strip(), path, marker, before)
+    assert not (tmp_path / "out").exists()
+
+
 def test_truncated_checkpoint_is_told_apart_from_an_unsafe_one(tmp_path):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, model={"w": torch.zeros(2)}, epoch=1)

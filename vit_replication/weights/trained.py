@@ -9,7 +9,7 @@ import torch
 
 from ..data.augment import normalize
 from ..data.datasets import CIFAR10_MEAN, CIFAR10_STD, cifar10_check_subset
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..model.vit import ViT, config_from_dict
 from .checkpoint import config_differences, load_checkpoint, save_checkpoint
 
@@ -111,4 +111,8 @@ if __name__ == "__main__":  # python -m vit_replication.weights.trained RUN_DIR 
               "shippable model; with the CIFAR-10 ImageFolder copy, store its result on the check subset)",
               file=sys.stderr)
         raise SystemExit(2)
-    print(f"wrote {export_trained(*sys.argv[1:])}")
+    try:
+        print(f"wrote {export_trained(*sys.argv[1:])}")
+    except UserError as err:  # a missing, unreadable or unsafe file: one line, as the training command says it
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
