@@ -1,5 +1,5 @@
 """Fair comparisons of architectures: every variant is built right after the same ``set_seed`` and trained by the
-same ``engine.fit`` on the same loaders, for the same epochs, with the same optimiser and schedule (one run:
+same ``training.loop.fit`` on the same loaders, for the same epochs, with the same optimiser and schedule (one run:
 ``variant.train_variant``), once per seed; the expected time of a comparison before it starts, and the statistics
 of its result. Notebooks 07-10 use it to put a variant beside the plain ViT.
 """

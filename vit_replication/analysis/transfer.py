@@ -76,12 +76,9 @@ def fine_tuning_copy(model: ViT, num_classes: int) -> ViT:
     return tuned
 
 
-# Each method's recipe beside the project's defaults (recipe.TrainConfig): a learning rate of its own, and the head
-# alone without weight decay. From scratch, the settings of the CPU recipe --preset cifar10-cpu (AdamW): patch
-# dropout 0.25 and the first 70 % of the epochs at half the image size (LOW_RES_SHARE: 16x16 pixels for CIFAR-sized
-# images). It needs many steps: benchmarks/scratch_curve.py trains it for 2,340 steps of 256 on notebook 10's 10,000
-# shapes (assets/transfer_scratch_curve.json); after 200 steps of 50 it is at chance. Batches of 64 at lr 1e-3,
-# 32x32, no patch dropout, plateaued at 71 % after 3,120 steps on 5,000 shapes (README).
+# Each method's recipe beside TrainConfig's defaults: a learning rate of its own, and the head alone without weight
+# decay. From scratch takes the CPU recipe's settings (patch dropout, the first 70 % at half the image size): it
+# needs many steps, far more than the others (benchmarks/scratch_curve.py draws its curve).
 RECIPES: dict[str, dict] = {
     "linear probe": dict(lr=1e-2, weight_decay=0.0),
     "fine-tuning": dict(lr=5e-4),
