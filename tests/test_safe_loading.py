@@ -54,6 +54,27 @@ def assert_refused(message: str, path: Path, marker: Path, before: tuple[bytes, 
     assert "could run code" in message and "not a readable" not in message, message
 
 
+def refused_by(load, path: Path, marker: Path) -> str:
+    """``load()`` raises a one-line UserError naming ``path`` as unsafe, runs no payload and leaves the file as it
+    was; returns the message."""
+    before = snapshot(path)
+    with pytest.raises(UserError) as info:
+        load()
+    assert_refused(str(info.value), path, marker, before)
+    return str(info.value)
+
+
+def refused_on_the_command_line(args: list[str], path: Path, marker: Path) -> None:
+    """``python -m args`` ends with exit status 2 and one line, ``error: ...``, naming ``path`` as unsafe; no
+    traceback, no payload run, the file as it was."""
+    before = snapshot(path)
+    result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: "), result.stderr
+    assert_refused(result.stderr.strip(), path, marker, before)
+
+
 @pytest.fixture
 def run_dir(tmp_path) -> tuple[Path, Path]:
     """(run folder holding a hostile checkpoint.pt, the marker its payload would create)."""
@@ -72,56 +93,32 @@ def test_the_payload_is_live(tmp_path):
 
 def test_load_checkpoint_refuses_code(run_dir):
     run, marker = run_dir
-    path = run / "checkpoint.pt"
-    before = snapshot(path)
-    with pytest.raises(UserError) as info:
-        load_checkpoint(path)
-    assert_refused(str(info.value), path, marker, before)
-    assert "delete it" in str(info.value)
+    assert "delete it" in refused_by(lambda: load_checkpoint(run / "checkpoint.pt"), run / "checkpoint.pt", marker)
 
 
 def test_load_trained_refuses_code(run_dir, capsys):
     run, marker = run_dir
-    path = run / "checkpoint.pt"
-    before = snapshot(path)
-    with pytest.raises(UserError) as info:
-        load_trained(run)
-    assert_refused(str(info.value), path, marker, before)
+    refused_by(lambda: load_trained(run), run / "checkpoint.pt", marker)
     assert "shipped" not in capsys.readouterr().out  # the run's own file was read, not the shipped model
 
 
 def test_export_trained_refuses_code(run_dir, tmp_path):
     run, marker = run_dir
-    path = run / "checkpoint.pt"
-    before = snapshot(path)
-    with pytest.raises(UserError) as info:
-        export_trained(run, tmp_path / "export")
-    assert_refused(str(info.value), path, marker, before)
+    refused_by(lambda: export_trained(run, tmp_path / "export"), run / "checkpoint.pt", marker)
     assert not (tmp_path / "export" / "model.pt").exists()
 
 
 def test_command_line_resume_refuses_code(run_dir):
     run, marker = run_dir
-    path = run / "checkpoint.pt"
-    before = snapshot(path)
-    result = subprocess.run([sys.executable, "-m", "vit_replication.train", *TINY, "--resume", "--out", str(run)],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("error: "), result.stderr
-    assert_refused(result.stderr.strip(), path, marker, before)
+    refused_on_the_command_line(["vit_replication.train", *TINY, "--resume", "--out", str(run)],
+                                run / "checkpoint.pt", marker)
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"]  # nothing written next to it
 
 
 def test_export_command_refuses_code_in_one_line(run_dir, tmp_path):
     run, marker = run_dir
-    path = run / "checkpoint.pt"
-    before = snapshot(path)
-    result = subprocess.run([sys.executable, "-m", "vit_replication.weights.trained", str(run), str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stderr.count("\n") == 1
-    assert result.stderr.startswith("error: "), result.stderr
-    assert_refused(result.stderr.strip(), path, marker, before)
+    refused_on_the_command_line(["vit_replication.weights.trained", str(run), str(tmp_path / "out")],
+                                run / "checkpoint.pt", marker)
     assert not (tmp_path / "out").exists()
 
 
@@ -146,11 +143,7 @@ def test_load_npz_refuses_object_arrays(tmp_path):
         archive["head/kernel"]
     assert marker.exists()
     marker.unlink()
-    before = snapshot(path)
-    with pytest.raises(UserError) as info:
-        load_npz(path)
-    assert_refused(str(info.value), path, marker, before)
-    assert "object array" in str(info.value)
+    assert "object array" in refused_by(lambda: load_npz(path), path, marker)
 
 
 def test_a_checkpoint_of_plain_state_round_trips(tmp_path, tiny_config):
