@@ -159,3 +159,26 @@ def test_recipes_reports_each_recipe_s_accuracy_ratio_and_training_images_per_se
     assert all(s.time_budget == 60 and s.train_size == 512 and s.seed == 2 for s in ran)
     assert ran[2].hidden_dim == 32 and ran[2].model == "vit_cifar_tiny" and ran[2].out == str(tmp_path / "small")
     assert json.loads((tmp_path / "recipes.json").read_text()) == results
+
+
+def test_recipe_ablation_climbs_from_the_paper_preset_to_short_cpu_one_change_a_rung(tmp_path, monkeypatch):
+    ablation = load("recipe_ablation")
+    settings = {}
+    assert ablation.LADDER[0][1] == {}  # the paper's recipe itself
+    for _, change in ablation.LADDER[1:]:
+        assert len(change) == 1 or set(change) == {"low_res_size", "low_res_fraction"}  # one idea a rung
+        settings |= change
+    assert preset("paper", **settings) == preset("short-cpu")  # the top of the ladder is the recipe itself
+    monkeypatch.setattr(ablation, "choose_precision",
+                        lambda device: SimpleNamespace(precision="fp32", attention="sdpa"))  # no timing here
+    out = tmp_path / "ablation.json"
+    result = ablation.main(["--train-size", "64", "--test-size", "32", "--epochs", "1", "--batch-size", "16",
+                            "--seeds", "0", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == result and result["epochs"] == 1 and result["seeds"] == [0, 1]
+    assert [rung["change"] for rung in result["rungs"]] == [name for name, _ in ablation.LADDER]
+    for rung in result["rungs"]:
+        assert len(rung["test_acc"]) == 2 and all(0 <= a <= 1 for a in rung["test_acc"])
+        assert len(rung["seconds"]) == 2 and all(s > 0 for s in rung["seconds"])
+    assert result["rungs"][0]["test_acc"] != result["rungs"][1]["test_acc"]  # the change changed the run
+    assert "64 training and 32 test images" in result["dataset"] and result["command"].startswith(
+        "python benchmarks/recipe_ablation.py --train-size 64")

@@ -10,8 +10,8 @@ from vit_replication.colab import keep_on_drive, setup
 
 def _repo(root: Path) -> Path:
     (root / "notebooks").mkdir(parents=True)
-    (root / "runs" / "05_cifar10").mkdir(parents=True)
-    (root / "runs" / "05_cifar10" / "checkpoint.pt").write_text("weights")
+    (root / "runs" / "06_cpu_recipe").mkdir(parents=True)
+    (root / "runs" / "06_cpu_recipe" / "checkpoint.pt").write_text("weights")
     return root
 
 
@@ -28,21 +28,21 @@ def test_setup_mounts_drive_links_the_folders_and_works_in_notebooks(tmp_path, m
     for name in ("runs", "data"):
         assert (repo / name).is_symlink() and (repo / name).resolve() == (kept / name).resolve()
     # what notebook 05 had written is on Drive now, and a notebook reads it through the usual relative path
-    assert (kept / "runs" / "05_cifar10" / "checkpoint.pt").read_text() == "weights"
-    assert Path("../runs/05_cifar10/checkpoint.pt").read_text() == "weights"
+    assert (kept / "runs" / "06_cpu_recipe" / "checkpoint.pt").read_text() == "weights"
+    assert Path("../runs/06_cpu_recipe/checkpoint.pt").read_text() == "weights"
     assert "kept on Google Drive" in capsys.readouterr().out
     assert keep_on_drive(repo, drive / "MyDrive") == [kept / "runs", kept / "data"]  # again: nothing changes
-    assert (kept / "runs" / "05_cifar10" / "checkpoint.pt").read_text() == "weights"
+    assert (kept / "runs" / "06_cpu_recipe" / "checkpoint.pt").read_text() == "weights"
 
 
 def test_a_file_drive_already_has_is_not_overwritten(tmp_path):
     repo, drive = _repo(tmp_path / "repo"), tmp_path / "drive"
-    (drive / "vit_replication" / "runs" / "05_cifar10").mkdir(parents=True)
-    (drive / "vit_replication" / "runs" / "05_cifar10" / "checkpoint.pt").write_text("older run on Drive")
+    (drive / "vit_replication" / "runs" / "06_cpu_recipe").mkdir(parents=True)
+    (drive / "vit_replication" / "runs" / "06_cpu_recipe" / "checkpoint.pt").write_text("older run on Drive")
     keep_on_drive(repo, drive)
     assert (repo / "runs").is_symlink()
-    assert (repo / "runs.local" / "05_cifar10" / "checkpoint.pt").read_text() == "weights"  # kept beside
-    assert (drive / "vit_replication" / "runs" / "05_cifar10" / "checkpoint.pt").read_text() == "older run on Drive"
+    assert (repo / "runs.local" / "06_cpu_recipe" / "checkpoint.pt").read_text() == "weights"  # kept beside
+    assert (drive / "vit_replication" / "runs" / "06_cpu_recipe" / "checkpoint.pt").read_text() == "older run on Drive"
 
 
 def test_without_drive_nothing_is_linked(tmp_path, monkeypatch, capsys):

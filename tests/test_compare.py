@@ -59,8 +59,10 @@ def test_train_seeds_runs_each_seed_once_with_one_line_each(tiny_config, capsys)
 
     runs = train_seeds("plain", lambda: ViT(tiny_config), loaders(tiny_config),
                        recipe(epochs=2, eval_every=2), torch.device("cpu"), seeds=(0, 1))
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
     assert [r["seed"] for r in runs] == [0, 1] and len(lines) == 2 and lines[1].startswith("plain")
+    assert "epoch" not in captured.err  # nor a progress bar (the recipe asks for bars: progress=True)
     assert f"seed 1: {runs[1]['test_acc']:.2%}" in lines[1]
     assert runs[0]["history"]["test_acc"][0] is None  # evaluated only at the end
     single = train_variant("plain", lambda: ViT(tiny_config), loaders(tiny_config),

@@ -214,6 +214,14 @@ def test_a_time_budget_stops_mid_epoch_when_it_is_spent(tiny_config, step_clock)
     assert step_clock.now == 4.25 + 0.125  # the last step ran over the budget; then the final evaluation
 
 
+def test_a_budget_that_runs_out_during_an_evaluation_ends_the_run_with_that_epoch(tiny_config, step_clock):
+    run = _run(tiny_config, eval_every=1)
+    step_clock.hook(run.model)  # 3 steps of 0.5 s, then an evaluation of 0.125 s
+    history = fit(run, Progress(seconds=1.55, clock=step_clock))
+    assert history["steps"] == [3] and history["test_acc"][0] is not None  # no empty second epoch
+    assert step_clock.now == 1.625
+
+
 @pytest.mark.parametrize("decay", ["wsd", "linear"])
 def test_the_learning_rate_of_a_time_budget_falls_to_zero_as_it_is_spent(tiny_config, step_clock, decay):
     run = _run(tiny_config, lr=1e-3, decay=decay, warmup_epochs=0.0, eval_every=100)

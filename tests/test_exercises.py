@@ -17,7 +17,7 @@ from exercises.solutions import OPEN_ANSWERS, SOLUTIONS
 from vit_replication.analysis.flops import forward_macs
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NUMBERS = [f"{n:02d}" for n in range(1, 11)]  # the notebooks that end with exercises
+NUMBERS = [f"{n:02d}" for n in range(1, 12) if n != 6]  # the notebooks that end with exercises
 
 
 def test_every_exercise_has_a_solution():
@@ -121,23 +121,23 @@ MISTAKES = {  # typical wrong answers, each of which its check must catch
                  align_corners=False).reshape(1, g * g, -1)], dim=1)],
     "05.1": [lambda step, peak, warmup, total: peak * 0.5 * (1 + math.cos(math.pi * step / total))],  # no warm-up
     "05.2": [lambda labels, k, eps: (1 - eps) * F.one_hot(labels, k).float() + eps / (k - 1)],
-    "06.1": [lambda grid, p: grid * p / 2],
-    "06.2": [lambda attentions: solutions.rollout(attentions[::-1])],  # multiplied in the wrong order
-    "07.1": [lambda raw, decay: list(raw),  # no stream: the plain ViT
+    "07.1": [lambda grid, p: grid * p / 2],
+    "07.2": [lambda attentions: solutions.rollout(attentions[::-1])],  # multiplied in the wrong order
+    "08.1": [lambda raw, decay: list(raw),  # no stream: the plain ViT
              lambda raw, decay: list(torch.stack(raw).cumsum(0))],  # the decay ignored
-    "07.2": [lambda blocks, z: functools.reduce(lambda y, block: block(y), blocks, z),  # the plain ViT
+    "08.2": [lambda blocks, z: functools.reduce(lambda y, block: block(y), blocks, z),  # the plain ViT
              _realformer_passing_weights],
-    "08.1": [lambda c: solutions.width_varying_parameters(c) - _projections(c)],  # no projections
-    "08.2": [lambda c: solutions.width_varying_macs(c) - _projection_macs(c)],  # projections not counted
-    "09.1": [lambda n, layers, r: n - layers * r,  # the introduction's N + 1 - L r, without the cap
+    "09.1": [lambda c: solutions.width_varying_parameters(c) - _projections(c)],  # no projections
+    "09.2": [lambda c: solutions.width_varying_macs(c) - _projection_macs(c)],  # projections not counted
+    "10.1": [lambda n, layers, r: n - layers * r,  # the introduction's N + 1 - L r, without the cap
              lambda n, layers, r: max(1, n - layers * r)],
-    "09.2": [functools.partial(_merge_pairs_with, cosine=False),  # dot products: long keys win
+    "10.2": [functools.partial(_merge_pairs_with, cosine=False),  # dot products: long keys win
              functools.partial(_merge_pairs_with, protect=False),  # the class token merges
              functools.partial(_merge_pairs_with, positions=False)],  # positions within A and B
-    "10.1": [functools.partial(_ridge_probe_with, targets="one-hot"),  # 0/1 targets, not the paper's +-1
+    "11.1": [functools.partial(_ridge_probe_with, targets="one-hot"),  # 0/1 targets, not the paper's +-1
              functools.partial(_ridge_probe_with, bias="penalised"),
              functools.partial(_ridge_probe_with, bias="none")],
-    "10.2": [lambda x, y, k: tuple(len(y) * g for g in solutions.zero_head_gradient(x, y, k)),  # summed, not mean
+    "11.2": [lambda x, y, k: tuple(len(y) * g for g in solutions.zero_head_gradient(x, y, k)),  # summed, not mean
              lambda x, y, k: tuple(-g for g in solutions.zero_head_gradient(x, y, k))],  # the step, not the gradient
 }
 

@@ -17,7 +17,7 @@ def cells(path: Path) -> list[dict]:
 
 
 def test_there_are_notebooks():
-    assert len(NOTEBOOKS) == 11 and NOTEBOOKS[0].name.startswith("00_")
+    assert len(NOTEBOOKS) == 12 and NOTEBOOKS[0].name.startswith("00_")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -121,3 +121,14 @@ def test_grad_scaler_step_equals_the_unscaled_step_without_overflow(tiny_config)
     for key, value in plain.items():
         torch.testing.assert_close(scaled_state[key], value, rtol=1e-5, atol=1e-6)
     assert grad_scaler(device, "fp16").is_enabled() and not grad_scaler(device, "bf16").is_enabled()
+
+
+@pytest.mark.parametrize("flags, kind", [("fpu avx2", "AVX2 only"), ("fpu avx2 avx512f", "AVX-512"),
+                                         ("fpu avx2 avx512f avx512_bf16", "AVX-512 BF16"),
+                                         ("fpu avx2 avx512f avx512_bf16 amx_bf16", "AMX")])
+def test_machine_names_the_instruction_set_that_decides_what_is_fast(monkeypatch, flags, kind):
+    from vit_replication.analysis import report
+
+    monkeypatch.setattr(report, "cpuinfo_field", lambda name: {"model name": "Some CPU", "flags": flags}[name])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert report.machine().startswith(f"Some CPU ({kind}), {torch.get_num_threads()} threads, torch ")

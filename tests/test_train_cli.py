@@ -16,7 +16,7 @@ from vit_replication.data.synthetic import SyntheticShapes
 from vit_replication.errors import UserError
 from vit_replication.training import budget, loop
 from vit_replication.weights.checkpoint import save_checkpoint
-from vit_replication.weights.trained import export_trained, load_trained
+from vit_replication.weights.trained import describe_trained, export_trained, load_trained
 
 # fp32 as asked, not --precision auto's choice (timed on the machine): the same run on every machine
 DATA = ["--dataset", "synthetic", "--train-size", "64", "--test-size", "32", "--batch-size", "32",
@@ -197,6 +197,19 @@ def test_load_trained_reads_a_cli_run_and_rebuilds_the_model(dataloader_run):
     for key, value in saved["model"].items():
         assert torch.equal(model.state_dict()[key], value), key
     assert not model.training
+
+
+def test_describe_trained_names_the_model_its_recipe_time_machine_and_accuracy():
+    metrics = {"model": "vit_cifar_tiny", "parameters": 208_074, "args": {"time_budget": 600.0}, "epochs": 30,
+               "command": "python -m vit_replication.train --preset short-cpu --time-budget 600",
+               "train_seconds_all_epochs": 571.0, "precision": "fp32", "test_acc": 0.7993,
+               "machine": "AMD EPYC (AVX2 only), 2 threads, torch 2.14.1",
+               "loaded": "ImageFolder data/cifar10-jpg/train"}
+    assert describe_trained(metrics) == (
+        "vit_cifar_tiny (208,074 parameters), --preset short-cpu within a 10-minute budget: 30 epochs, 10 min of "
+        "training (fp32, AMD EPYC (AVX2 only)); test accuracy 79.93% (CIFAR-10, JPEG copy)")
+    epochs = metrics | {"command": "train.py", "args": {"time_budget": None}, "loaded": "SyntheticShapes"}
+    assert describe_trained(epochs).startswith("vit_cifar_tiny (208,074 parameters), its own recipe within 30 epochs")
 
 
 def test_load_trained_without_a_run_uses_the_shipped_model(dataloader_run, tmp_path, capsys):

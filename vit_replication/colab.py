@@ -1,5 +1,5 @@
 """Colab, where every notebook runs in a runtime of its own: keep ``runs/`` and ``data/`` on Google
-Drive, so that notebook 05's trained model reaches the later notebooks and CIFAR-10 downloads once.
+Drive, so that notebook 06's trained model reaches the later notebooks and CIFAR-10 downloads once.
 The notebooks' setup cell clones the repository, installs the package and calls ``setup``.
 """
 

@@ -376,43 +376,43 @@ EXERCISES: dict[str, Exercise] = {
                      "step reaches the peak; the cosine counts its progress from the end of the warm-up", _lr_at),
     "05.2": Exercise("smoothed_targets(labels, num_classes, eps): (1 - eps) one-hot + eps / num_classes",
                      "F.one_hot(labels, num_classes).float() gives the one-hot rows", _smoothed_targets),
-    "06.1": Exercise("uniform_distance(grid, patch_size): mean distance in pixels between the centres of two "
+    "07.1": Exercise("uniform_distance(grid, patch_size): mean distance in pixels between the centres of two "
                      "patches drawn at random from a grid x grid image (a patch may draw itself)",
                      "neighbouring centres are patch_size pixels apart; a patch drawn with itself counts, at "
                      "distance 0", _uniform_distance),
-    "06.2": Exercise("rollout(attentions): heads averaged, 0.5 A + 0.5 I, rows renormalised, multiplied from the "
+    "07.2": Exercise("rollout(attentions): heads averaged, 0.5 A + 0.5 I, rows renormalised, multiplied from the "
                      "first layer up: R = A~_L ... A~_1",
                      "the first layer's matrix acts first: on which side of the running product does each new "
                      "layer's matrix go?", _rollout),
-    "07.1": Exercise("score_stream(raw_scores, decay): the list of S_l = R_l + decay S_{l-1} (S_0 = 0), R_l = "
+    "08.1": Exercise("score_stream(raw_scores, decay): the list of S_l = R_l + decay S_{l-1} (S_0 = 0), R_l = "
                      "raw_scores[l - 1], layer l's own q k^T / sqrt(D_h)",
                      "S_0 = 0: the first layer has nothing to add; every later one adds the stream as it left the "
                      "layer before", _score_stream),
-    "07.2": Exercise("realformer_tokens(blocks, z): z_L of a RealFormer whose layers are the plain EncoderBlocks "
+    "08.2": Exercise("realformer_tokens(blocks, z): z_L of a RealFormer whose layers are the plain EncoderBlocks "
                      "blocks, each layer's pre-softmax scores added to the next layer's",
                      "split_heads, scores and merge_heads give Eqs. 5, 6 and 8; only what goes into the softmax "
                      "changes, and both pre-LN residual additions stay", _realformer_tokens),
-    "08.1": Exercise("width_varying_parameters(config): the parameters of a WidthVaryingConfig, by formula",
+    "09.1": Exercise("width_varying_parameters(config): the parameters of a WidthVaryingConfig, by formula",
                      "each stage is a tower of its own width and MLP width; what sits between two stages, and at "
                      "which widths are the embedding and the head?", _width_varying_parameters),
-    "08.2": Exercise("width_varying_macs(config): multiply-accumulates of one image's forward pass through a "
+    "09.2": Exercise("width_varying_macs(config): multiply-accumulates of one image's forward pass through a "
                      "WidthVaryingViT (matrix products only, as flops.forward_macs counts them)",
                      "notebook 04's rules hold inside each stage, at its own width; the projections between stages "
                      "are matrix products too, on every token", _width_varying_macs),
-    "09.1": Exercise("tokens_left(num_tokens, num_layers, r): tokens after num_layers layers of ToMe with r merges "
+    "10.1": Exercise("tokens_left(num_tokens, num_layers, r): tokens after num_layers layers of ToMe with r merges "
                      "per layer, capped as tome.ToMeViT caps them",
                      "a layer merges tokens of set A (every second token) only, and never the class token: how many "
                      "can that be once few tokens are left?", _tokens_left),
-    "09.2": Exercise("merge_pairs(keys, r): ToMe's bipartite soft matching of one image's keys [N, C], the set of the "
+    "10.2": Exercise("merge_pairs(keys, r): ToMe's bipartite soft matching of one image's keys [N, C], the set of the "
                      "r pairs (i, j) of token positions, token i merging into token j",
                      "every token of A (even positions) has one best partner in B (odd positions) by cosine "
                      "similarity; the r best of those A tokens merge, and the class token must never be one",
                      _merge_pairs),
-    "10.1": Exercise("ridge_probe(train_features, train_labels, test_features, num_classes, lam): test logits of "
+    "11.1": Exercise("ridge_probe(train_features, train_labels, test_features, num_classes, lam): test logits of "
                      "the least-squares classifier to +-1 targets, ridge penalty lam on the weights, not the bias",
                      "one linear system gives the weights and the bias together: append a column of ones to the "
                      "features, and keep its row out of the penalty", _ridge_probe),
-    "10.2": Exercise("zero_head_gradient(features, labels, num_classes): the gradient of the mean cross-entropy "
+    "11.2": Exercise("zero_head_gradient(features, labels, num_classes): the gradient of the mean cross-entropy "
                      "with respect to a zero-initialised head's weight [K, D] and bias [K], as a pair",
                      "with every weight zero, which probability does the softmax give each class? From there, the "
                      "chain rule through the logits; the loss is a mean over the images",

@@ -120,5 +120,6 @@ def inference_throughput(model: nn.Module, images: torch.Tensor, repeats: int = 
     without autograd, as a model is used for inference (and as ``tome.ToMeViT`` runs in any case)."""
     model.eval()
     run = lambda n: [model(images) for _ in range(n)]  # noqa: E731
-    best = min(seconds_per_step(run, images.device, warmup if i == 0 else 0, 1) for i in range(repeats))
+    with torch.no_grad():  # no graph for a backward pass that never comes
+        best = min(seconds_per_step(run, images.device, warmup if i == 0 else 0, 1) for i in range(repeats))
     return images.shape[0] / best

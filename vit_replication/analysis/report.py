@@ -34,7 +34,12 @@ def machine() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
     cpu = cpuinfo_field("model name") or platform.processor() or platform.machine()
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    flags = (cpuinfo_field("flags") or "").split()
+    # the instruction sets that decide what is fast: bf16 is native only with AVX-512 BF16 or AMX
+    kinds = [name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"),
+                                     ("avx2", "AVX2")) if flag in flags]
+    kind = f" ({kinds[0] if kinds[0] != 'AVX2' else 'AVX2 only'})" if kinds else ""
+    return f"{cpu}{kind}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def save_metrics(metrics: dict, out: Path) -> None:

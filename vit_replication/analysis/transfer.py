@@ -1,10 +1,10 @@
-"""Transfer learning with a pre-trained ViT: a new zero-initialised head on a frozen encoder (notebook 10).
+"""Transfer learning with a pre-trained ViT: a new zero-initialised head on a frozen encoder (notebook 11).
 
 "For fine-tuning, we remove the pre-trained prediction head and attach a zero-initialized D x K feedforward layer,
 where K is the number of downstream classes" (Sec. 3.2). With the encoder frozen, the features y = LN(z_L^0) of
 Eq. 4 never change, so they are computed once and only the head is trained on them: a linear probe, as fast as
 training a logistic regression. ``transfer_runs`` puts the probe beside full fine-tuning and training from scratch
-at the same budget of steps (notebook 10, on the CPU-trained model shipped in assets/).
+at the same budget of steps (notebook 11, on the CPU-trained model shipped in assets/).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -161,12 +162,14 @@ def plot_rollout(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str]
 
 def plot_position_similarity(position_embedding: torch.Tensor) -> Figure:
     """Paper Fig. 7 (centre): cosine similarity of each patch's position embedding [N, D] with every
-    other one, one small map per patch, laid out on the patch grid."""
+    other one, one small map per patch, laid out on the patch grid. The colours span the similarities there are
+    (from the lowest, rounded down to a tenth, to 1), so that the differences between them show."""
     side = int(len(position_embedding) ** 0.5)
     similarity = position_similarity(position_embedding).reshape(side * side, side, side)
+    low = math.floor(10 * similarity.min().item()) / 10
     fig, axes = plt.subplots(side, side, figsize=(7.6, 7))
     for ax, patch in zip(axes.flat, similarity):
-        shown = ax.imshow(patch.numpy(), cmap="viridis", vmin=-1, vmax=1)
+        shown = ax.imshow(patch.numpy(), cmap="viridis", vmin=low, vmax=1)
         ax.axis("off")
     fig.colorbar(shown, ax=axes, shrink=0.6, label="cosine similarity")
     fig.suptitle("position embedding similarity (row, column of the input patch)")
@@ -180,10 +183,11 @@ def plot_embedding_filters(weight: torch.Tensor, count: int = 28) -> Figure:
     _, _, components = torch.linalg.svd(flat - flat.mean(0), full_matrices=False)
     count = min(count, len(components))
     fig, axes = _image_grid(-(-count // 7), 7, 1.3, 1.4)
-    for component, ax in zip(components[:count], axes.flat):
+    for number, (component, ax) in enumerate(zip(components[:count], axes.flat), start=1):
         filt = component.reshape(c, p, p)
         filt = (filt - filt.min()) / (filt.max() - filt.min()).clamp_min(1e-12)
         ax.imshow(filt.permute(1, 2, 0).numpy())
+        ax.set_title(str(number), fontsize=8)  # the prose counts them
     fig.suptitle(f"first {count} principal components of the patch embedding filters")
     return _finish(fig)
 
@@ -292,12 +296,13 @@ def merged_patch_image(image: torch.Tensor, groups: torch.Tensor, patch_size: in
 
 
 def plot_merged_patches(images: torch.Tensor, groups_by_r: dict[int, torch.Tensor], patch_size: int, mean=None,
-                        std=None) -> Figure:
-    """One row per image: the image, then for each r the patches painted by merged group (with the group count)."""
+                        std=None, labels: Sequence[str] | None = None) -> Figure:
+    """One row per image: the image (titled with its class in ``labels``), then for each r the patches painted by
+    merged group (with the group count)."""
     fig, axes = _image_grid(images.shape[0], 1 + len(groups_by_r), 1.9, 1.9)
     for i, image in enumerate(images):
         axes[i, 0].imshow(to_display(image, mean, std))
-        axes[i, 0].set_title("image" if i == 0 else "", fontsize=9)
+        axes[i, 0].set_title(labels[i] if labels is not None else "image" if i == 0 else "", fontsize=9)
         for j, (r, groups) in enumerate(groups_by_r.items(), start=1):
             axes[i, j].imshow(to_display(merged_patch_image(image.float(), groups[i], patch_size), mean, std))
             draw_group_boundaries(axes[i, j], groups[i], patch_size)
@@ -321,13 +326,15 @@ def draw_group_boundaries(ax, groups: torch.Tensor, patch_size: int, color: str 
 
 def plot_tome_tradeoff(rs: Sequence[int], images_per_s: Sequence[float], accuracies: Sequence[float]) -> Figure:
     """Token merging: test accuracy against inference speed, one point per r (tokens merged per
-    layer), the accuracy axis from 0 so that a drop is drawn at its true size."""
+    layer), each labelled with its change in points from the first r (no merging); the accuracy axis spans the
+    accuracies measured, so that drops of a fraction of a point show."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     accs = [100 * a for a in accuracies]
     ax.plot(images_per_s, accs, marker="o")
     for r, x, y in zip(rs, images_per_s, accs):
-        ax.annotate(f"r={r}", (x, y), textcoords="offset points", xytext=(4, -12), fontsize=8)
-    ax.set_ylim(0, 100)
+        ax.annotate(f"r={r}: {y - accs[0]:+.1f}", (x, y), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    spread = max(max(accs) - min(accs), 1.0)
+    ax.set_ylim(min(accs) - 0.3 * spread, max(accs) + 0.2 * spread)
     ax.set(xlabel="inference throughput (images / s)", ylabel="test accuracy (%)",
            title="token merging: accuracy vs speed (no retraining)")
     return _finish(fig, ax)

@@ -103,7 +103,7 @@ CONFIGS: dict[str, ViTConfig] = {
     "vit_l_16": ViTConfig(hidden_dim=1024, num_layers=24, num_heads=16, mlp_dim=4096),
     "vit_l_32": ViTConfig(patch_size=32, hidden_dim=1024, num_layers=24, num_heads=16, mlp_dim=4096),
     "vit_h_14": ViTConfig(patch_size=14, hidden_dim=1280, num_layers=32, num_heads=16, mlp_dim=5120),
-    # Small ViTs for CIFAR-10 from scratch (notebook 05): the narrower, the more epochs fit a budget.
+    # Small ViTs for CIFAR-10 from scratch (notebooks 05 and 06): the narrower, the more epochs fit a budget.
     "vit_cifar": ViTConfig(**_CIFAR, hidden_dim=256, num_layers=6, num_heads=8, mlp_dim=512),
     "vit_cifar_cpu": ViTConfig(**_CIFAR, hidden_dim=128, num_layers=6, num_heads=4, mlp_dim=512),
     "vit_cifar_tiny": ViTConfig(**_CIFAR, hidden_dim=64, num_layers=4, num_heads=2, mlp_dim=256),

@@ -2,8 +2,8 @@
 dataclass), the named presets that override it, and the small functions every caller builds a run with: the
 architecture (``model_config``) and how the model runs in this recipe (``model_runtime``).
 
-The command line parses into a ``TrainConfig`` (``train.parse_args``); notebook 05 and ``benchmarks/recipes.py``
-build one with ``preset``. Every field is checked in one place, ``TrainConfig.__post_init__``, and a bad value is a
+The command line parses into a ``TrainConfig`` (``train.parse_args``); notebooks 05 and 06 and the benchmarks build
+one with ``preset``. Every field is checked in one place, ``TrainConfig.__post_init__``, and a bad value is a
 ``ConfigError`` that names the field (the command line shows it as its flag).
 """
 
@@ -156,10 +156,18 @@ def check_paths(config: TrainConfig) -> None:
                           "resume")
 
 
-# The CPU recipe, measured one change at a time in benchmarks/README.md: a small ViT, the data held as uint8 and
-# augmented in memory (crop and flip), the first part of the run at 16x16 pixels (16 tokens instead of 64) with the
-# position embeddings interpolated, a quarter of the patch tokens dropped while training. Give it time_budget or epochs.
+# The paper's recipe (Table 3) sized for CIFAR-10 and a small ViT (notebook 05): the class token's head (Eq. 4),
+# timm's initialisation, AdamW with beta = (0.9, 0.999) and the peak learning rate of Table 3, one epoch of linear
+# warm-up, cosine decay, clipping at 1; every image at 32x32 pixels. Give it time_budget or epochs.
 PRESETS: dict[str, dict] = {
+    "paper": dict(model="vit_cifar_tiny", pool="cls", loader="device", batch_size=256, lr=3e-3, warmup_epochs=1.0,
+                  randaugment=False, eval_every=5, save_every=5, num_workers=2),
+}
+# The CPU recipe, taught and measured one change at a time in notebook 06 (benchmarks/recipe_ablation.py): a small
+# ViT, the data held as uint8 and augmented in memory (crop and flip), the first part of the run at 16x16 pixels (16
+# tokens instead of 64) with the position embeddings interpolated, a quarter of the patch tokens dropped while
+# training. Give it time_budget or epochs.
+PRESETS |= {
     "cifar10-cpu": dict(model="vit_cifar_cpu", loader="device", batch_size=256, lr=2e-3, warmup_epochs=1.0,
                         randaugment=False, low_res_size=16, low_res_fraction=0.7, patch_dropout=0.25, eval_every=5,
                         save_every=5, num_workers=2),

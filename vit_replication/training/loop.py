@@ -194,6 +194,7 @@ def fit(run: Run, progress: Progress, resume: dict | None = None) -> dict[str, l
         test = {"loss": None, "acc": None}
         if epoch % config.eval_every == 0 or done:
             test = evaluate(model, run.test_loader, run.device, run.precision)
+            done = progress(step) >= 1  # a budget that runs out during the evaluation ends the run here
         loss, correct, seen = all_reduce_sum(totals).tolist()
         record = (epoch, loss / max(seen, 1), correct / max(seen, 1), test["loss"], test["acc"], lr,
                   time.perf_counter() - tic, step - first_step, low_res_steps)

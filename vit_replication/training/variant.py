@@ -47,6 +47,7 @@ def train_variant(name: str, build: Callable[[], nn.Module], loaders: tuple[Iter
     model = build_for(build, recipe, device)
     run = Run.create(recipe, model, loaders, device, precision)
     run.log = log
+    run.progress_bar = run.progress_bar and log  # a quiet run shows no progress bar either
     if log:
         print(f"{name}: {count_parameters(model):,} parameters")
     tic = time.perf_counter()

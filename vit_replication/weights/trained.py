@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import torch
@@ -49,16 +51,35 @@ def load_trained(run_dir: str | Path | None = None, shipped: str | Path = SHIPPE
         path = Path(shipped) / "model.pt"
         if not path.is_file():
             raise UserError(f"no trained model: neither {Path(run_dir or '.') / 'checkpoint.pt'} nor {path} exists; "
-                            "run notebook 05 (or the README's command line) first")
+                            "run notebook 06 (or the README's command line) first")
         mine = f"No run of your own in {run_dir}: u" if run_dir is not None else "U"
         print(f"{mine}sing the model shipped in {_shown(path.parent)}.")
     checkpoint = load_checkpoint(path)
     if "mean" not in checkpoint:  # a checkpoint without its normalisation used CIFAR-10's
         checkpoint.update(mean=CIFAR10_MEAN, std=CIFAR10_STD)
     model = model_from_checkpoint(checkpoint)
-    accuracy = checkpoint["history"]["test_acc"][-1]
-    print(f"loaded {_shown(path)}: {checkpoint['epoch']} epochs, test accuracy {accuracy:.2%}")
+    metrics = path.parent / "metrics.json"
+    if metrics.is_file():
+        print(f"loaded {_shown(path)}: {describe_trained(json.loads(metrics.read_text()))}")
+    else:  # a checkpoint without its run's metrics (a run still going, or copied alone)
+        accuracy = checkpoint["history"]["test_acc"][-1]
+        print(f"loaded {_shown(path)}: {checkpoint['epoch']} epochs, test accuracy {accuracy:.2%}")
     return model, checkpoint
+
+
+def describe_trained(metrics: dict) -> str:
+    """Which model a run trained, in one line: name and size, recipe, training time and machine, test accuracy and
+    data, from the run's ``metrics.json`` (as ``train.run`` writes it)."""
+    preset = re.search(r"--preset (\S+)", metrics.get("command", ""))
+    budget = metrics.get("args", {}).get("time_budget")
+    length = f"a {budget / 60:.0f}-minute budget" if budget else f"{metrics['epochs']} epochs"
+    loaded = metrics.get("loaded", metrics.get("dataset", ""))
+    data = "CIFAR-10, JPEG copy" if "cifar10-jpg" in loaded else loaded
+    cpu = metrics.get("machine", "").split(",")[0]
+    return (f"{metrics['model']} ({metrics['parameters']:,} parameters), "
+            f"{'--preset ' + preset.group(1) if preset else 'its own recipe'} within {length}: "
+            f"{metrics['epochs']} epochs, {metrics['train_seconds_all_epochs'] / 60:.0f} min of training "
+            f"({metrics['precision']}, {cpu}); test accuracy {metrics['test_acc']:.2%} ({data})")
 
 
 @torch.no_grad()
