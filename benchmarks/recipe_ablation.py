@@ -22,12 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vit_replication.analysis.compare import comparison_loaders  # noqa: E402
+from vit_replication.analysis.compare import comparison_loaders, train_seeds  # noqa: E402
 from vit_replication.analysis.report import machine  # noqa: E402
 from vit_replication.model import ViT  # noqa: E402
 from vit_replication.training.config import model_config, preset  # noqa: E402
 from vit_replication.training.precision_choice import choose_precision  # noqa: E402
-from vit_replication.training.variant import train_variant  # noqa: E402
 
 # Each rung: its name and the settings it changes; the last rung is --preset short-cpu (tests check it).
 LADDER: list[tuple[str, dict]] = [
@@ -63,12 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
         recipe = replace(recipe, **change)
         config = model_config(recipe, num_classes=len(classes))
         build = lambda config=config: ViT(config)  # noqa: E731
-        runs = [train_variant(name, build, (train_loader, test_loader), replace(recipe, seed=seed), device,
-                              choice.precision, log=False) for seed in args.seeds]
+        runs = train_seeds(name, build, (train_loader, test_loader), recipe, device, args.seeds, choice.precision)
         rungs.append({"change": name, "settings": change, "test_acc": [run["test_acc"] for run in runs],
                       "seconds": [sum(run["history"]["epoch_time"]) for run in runs]})
-        print(f"{name:<36} test accuracy {' '.join(f'{a:.2%}' for a in rungs[-1]['test_acc'])}, "
-              f"training {' '.join(f'{s:.0f}' for s in rungs[-1]['seconds'])} s", flush=True)
     result = {"cpu": machine(), "precision": choice.precision, "attention": choice.attention,
               "dataset": f"{train_loader.images.shape[0]:,} training and {test_loader.images.shape[0]:,} test images "
                          f"({args.data_dir or 'synthetic shapes'})",
